@@ -1,0 +1,6 @@
+"""Python entry points: running configs, building backbones and extracting features."""
+from .features import build_backbone, extract_features, to_model_range
+from .runner import build_runner, enable_amp, load_config, set_resume
+
+__all__ = ['build_backbone', 'extract_features', 'to_model_range', 'build_runner',
+           'enable_amp', 'load_config', 'set_resume']

@@ -1,0 +1,68 @@
+"""Config loading and Runner construction behind ``tools/train.py`` and ``tools/test.py``.
+
+The same code serves mmpretrain, mmdet and mmsegmentation configs: the config's
+``default_scope`` decides which codebase's registries build the model, datasets and metrics.
+"""
+import os.path as osp
+
+import torch
+from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for tools)
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from mmdiffssl.utils.dist import prepare_cpu_distributed
+
+
+def load_config(config, cfg_options=None, work_dir=None, launcher='none'):
+    """Read a config file and apply the command-line overrides every tool shares.
+
+    Args:
+        config (str): path of an mmengine config file.
+        cfg_options (dict, optional): ``--cfg-options`` key/value overrides.
+        work_dir (str, optional): output folder; defaults to ``work_dirs/<config name>``.
+        launcher (str): job launcher, ``'none'`` for a single process.
+
+    Returns:
+        mmengine.Config
+    """
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'config file not found: {config}')
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
+    prepare_cpu_distributed(cfg, launcher)
+    return cfg
+
+
+def enable_amp(cfg):
+    """Switch the config's optimizer wrapper to mixed precision (``--amp``)."""
+    if not torch.cuda.is_available():
+        raise RuntimeError('--amp needs a CUDA GPU (mmengine AmpOptimWrapper asserts one); '
+                           'run without --amp on CPU')
+    if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+
+def set_resume(cfg, resume):
+    """Apply ``--resume``: ``'auto'`` resumes the work dir's last checkpoint, a path resumes it."""
+    if resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume is not None:
+        if not osp.isfile(resume):
+            raise FileNotFoundError(f'--resume checkpoint not found: {resume}')
+        cfg.resume = True
+        cfg.load_from = resume
+
+
+def build_runner(cfg):
+    """Build the Runner named by ``cfg.runner_type`` (mmengine's Runner by default)."""
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

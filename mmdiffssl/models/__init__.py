@@ -1,0 +1,5 @@
+"""Models: U-Nets, noise, backbones, necks and heads (registered on import)."""
+from . import backbones  # noqa: F401
+from .backbones import ADMBackbone, ShapeSpec
+
+__all__ = ['ADMBackbone', 'ShapeSpec']

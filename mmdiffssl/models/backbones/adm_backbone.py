@@ -1,0 +1,334 @@
+"""ADMBackbone: a guided-diffusion (ADM) U-Net as a multi-scale feature extractor."""
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.utils.checkpoint as torch_checkpoint
+from mmengine.dist import get_rank
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+
+from mmdiffssl.models.diffusion import DiffusionSchedule
+from mmdiffssl.models.noise import DiffusionNoise
+from mmdiffssl.models.unets import adm_flags_from, build_adm_unet
+from mmdiffssl.utils.checkpoint import load_weights
+from mmdiffssl.utils.weight_init import redraw_parameters_
+
+AUTOCAST_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+PYRAMID_STRIDES = (4, 8, 16, 32)
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """Channels and stride (input size / feature size) of one backbone output."""
+    channels: int
+    stride: int
+
+
+def pyramid_blocks(specs, strides=PYRAMID_STRIDES):
+    """The last decoder block at each stride: the pyramid FPN and UPerNet read.
+
+    Args:
+        specs (list[BlockSpec]): the U-Net's ``block_specs()``.
+        strides (Sequence[int]): wanted strides, e.g. (4, 8, 16, 32).
+
+    Returns:
+        tuple[int]: 1-based block numbers, one per stride (for adm-256-uncond: 30, 27, 24, 21).
+    """
+    decoder = [s for s in specs if s.kind == 'output']
+    chosen = []
+    for stride in strides:
+        at_stride = [s.index for s in decoder if s.stride == stride]
+        if not at_stride:
+            have = sorted({s.stride for s in decoder})
+            raise ValueError(f'no decoder block at stride {stride}; this arch has strides {have}')
+        chosen.append(at_stride[-1])
+    return tuple(chosen)
+
+
+def block_module_name(spec, specs):
+    """Name of the U-Net submodule computing a block, e.g. ``'input_blocks.3'``.
+
+    Args:
+        spec (BlockSpec): the block.
+        specs (list[BlockSpec]): all blocks of the U-Net (``block_specs()``).
+    """
+    if spec.kind == 'input':
+        return f'input_blocks.{spec.index - 1}'
+    if spec.kind == 'middle':
+        return 'middle_block'
+    num_input = sum(s.kind == 'input' for s in specs)
+    return f'output_blocks.{spec.index - num_input - 2}'
+
+
+@MODELS.register_module()
+class ADMBackbone(BaseModule):
+    """Features of a guided-diffusion U-Net at chosen blocks and timesteps.
+
+    The image (RGB in [-1, 1]) is noised to each timestep t with q_sample on the arch's
+    schedule, the U-Net runs up to the deepest requested block, and each requested block's
+    output is returned. Several timesteps run as one batched forward.
+
+    Args:
+        arch (str | dict): a preset name (see ``ADM_PRESETS``), a dict of guided-diffusion
+            flags, or ``dict(preset=name, **overrides)``.
+        checkpoint (str, optional): U-Net weights (``.pt``/``.pth``/``.safetensors``), e.g.
+            OpenAI's ``256x256_diffusion_uncond.pt``; loaded strictly.
+        checkpoint_prefix (str, optional): key prefix to take from ``checkpoint``, e.g.
+            ``'unet.'`` or ``'ema.unet.'`` for a checkpoint of our pretraining model.
+        blocks (Sequence[int] | str): 1-based block numbers (``tools/print_blocks.py`` lists
+            them), or ``'pyramid'`` for the last decoder block at each of ``pyramid_strides``.
+        timesteps (Sequence[int]): diffusion timesteps in [0, diffusion_steps).
+        noise (str): 'fresh', 'fixed', 'none' or 'ensemble' (see :mod:`mmdiffssl.models.noise`).
+        noise_seed (int): seed of the noise.
+        ensemble_size (int): draws averaged in 'ensemble' mode.
+        fuse_timesteps (str): 'concat' (channels of every timestep, in the given order) or
+            'mean'.
+        pyramid_strides (Sequence[int]): strides used by ``blocks='pyramid'``.
+        class_label (int, optional): label fed to class-conditional archs (where no labels
+            reach the backbone, as in mmdet and mmseg); required for them.
+        frozen (bool): the U-Net never trains: no parameter requires grad, it stays in eval
+            mode through ``train()``, and the forward builds no graph unless an injection
+            needs gradients.
+        trainable_from (int, optional): with ``frozen=False``, freeze blocks before this one
+            (and the timestep embedding); None trains the whole U-Net.
+        with_cp (bool): gradient checkpointing of each block (``torch.utils.checkpoint``).
+        dtype (str): 'fp32', 'bf16' or 'fp16' autocast for the U-Net (GroupNorm stays fp32).
+        random_init (str): without a checkpoint, 'guided' keeps guided-diffusion's init (its
+            zero-initialised layers make every residual branch dead), 'redraw' re-draws every
+            parameter so the random U-Net is non-degenerate.
+        init_cfg (dict, optional): mmengine init config.
+
+    Shapes:
+        input ``(B, 3, H, W)`` with H and W multiples of the arch's total downsampling;
+        output: a tuple with one ``(B, C_i, H / s_i, W / s_i)`` tensor per block, where
+        ``C_i`` is the block's channels times ``len(timesteps)`` for 'concat'.
+        ``output_shape()`` gives every ``(C_i, s_i)``.
+    """
+
+    def __init__(self,
+                 arch='adm-256-uncond',
+                 checkpoint=None,
+                 checkpoint_prefix=None,
+                 blocks=(24,),
+                 timesteps=(150,),
+                 noise='fixed',
+                 noise_seed=0,
+                 ensemble_size=4,
+                 fuse_timesteps='concat',
+                 pyramid_strides=PYRAMID_STRIDES,
+                 class_label=None,
+                 frozen=True,
+                 trainable_from=None,
+                 with_cp=False,
+                 dtype='fp32',
+                 random_init='guided',
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.flags = adm_flags_from(arch)
+        self.unet = build_adm_unet(self.flags)
+        self.schedule = DiffusionSchedule(self.flags['noise_schedule'],
+                                          self.flags['diffusion_steps'])
+        self.noise = DiffusionNoise(noise, noise_seed, ensemble_size, rank=get_rank())
+        specs = self.unet.block_specs()
+
+        if isinstance(blocks, str):
+            if blocks != 'pyramid':
+                raise ValueError(f"blocks='{blocks}' is not allowed: give block numbers "
+                                 "or 'pyramid'")
+            blocks = pyramid_blocks(specs, pyramid_strides)
+        self.blocks = tuple(int(b) for b in blocks)
+        if not self.blocks:
+            raise ValueError('blocks is empty: request at least one block')
+        for b in self.blocks:
+            if not 1 <= b <= self.unet.num_blocks:
+                raise ValueError(f'block {b} is outside this arch\'s blocks '
+                                 f'1..{self.unet.num_blocks} (tools/print_blocks.py lists them)')
+        self.timesteps = tuple(int(t) for t in timesteps)
+        if not self.timesteps:
+            raise ValueError('timesteps is empty: give at least one timestep')
+        self._check_timesteps(self.timesteps)
+        if fuse_timesteps not in ('concat', 'mean'):
+            raise ValueError(f"fuse_timesteps='{fuse_timesteps}' is not 'concat' or 'mean'")
+        self.fuse_timesteps = fuse_timesteps
+        if dtype not in AUTOCAST_DTYPES:
+            raise ValueError(f"dtype='{dtype}' is not one of {tuple(AUTOCAST_DTYPES)}")
+        self.dtype = dtype
+
+        self.class_label = self._check_class_label(class_label)
+        self.with_cp = with_cp
+        self.frozen = frozen
+        self.trainable_from = trainable_from
+
+        if checkpoint is not None:
+            load_weights(self.unet, checkpoint, prefix=checkpoint_prefix)
+        elif random_init == 'redraw':
+            redraw_parameters_(self.unet, torch.Generator().manual_seed(noise_seed))
+        elif random_init != 'guided':
+            raise ValueError(f"random_init='{random_init}' is not 'guided' or 'redraw'")
+        self.checkpoint = checkpoint
+        self._freeze()
+        # A frozen U-Net is reloaded from `checkpoint`: run checkpoints do not store it.
+        self._register_state_dict_hook(ADMBackbone._drop_frozen_unet)
+        self.register_load_state_dict_post_hook(ADMBackbone._ignore_missing_frozen_unet)
+
+    # ------------------------------------------------------------------ construction helpers
+    def _check_class_label(self, class_label):
+        num_classes = 1000 if self.flags['class_cond'] else None
+        if num_classes is None:
+            if class_label is not None:
+                raise ValueError('class_label is set but this arch is not class-conditional')
+            return None
+        if class_label is None:
+            raise ValueError('this arch is class-conditional: set class_label to an ImageNet '
+                             'class index in [0, 1000) (it is fed to every image)')
+        if not 0 <= int(class_label) < num_classes:
+            raise ValueError(f'class_label {class_label} is outside [0, {num_classes})')
+        return int(class_label)
+
+    def _check_timesteps(self, timesteps):
+        steps = self.schedule.num_steps
+        for t in timesteps:
+            if not 0 <= t < steps:
+                raise ValueError(f'timestep {t} is outside [0, {steps}) of this arch\'s '
+                                 f"{self.flags['noise_schedule']} schedule")
+
+    def _frozen_block_prefixes(self):
+        """state-dict prefixes (under ``unet.``) of the U-Net parts that do not train."""
+        if self.frozen:
+            return ('',)
+        if self.trainable_from is None:
+            return ()
+        names = ['time_embed.', 'label_emb.']
+        specs = self.unet.block_specs()
+        for spec in specs:
+            if spec.index < self.trainable_from:
+                names.append(block_module_name(spec, specs) + '.')
+        return tuple(names)
+
+    def _freeze(self):
+        if self.trainable_from is not None and not 1 <= self.trainable_from <= self.unet.num_blocks:
+            raise ValueError(f'trainable_from={self.trainable_from} is outside '
+                             f'1..{self.unet.num_blocks}')
+        prefixes = self._frozen_block_prefixes()
+        for name, param in self.unet.named_parameters():
+            if name.startswith(prefixes):
+                param.requires_grad_(False)
+
+    def train(self, mode=True):
+        """Switch train/eval mode; frozen U-Net parts stay in eval mode (dropout off)."""
+        super().train(mode)
+        prefixes = self._frozen_block_prefixes()
+        for name, module in self.unet.named_modules():
+            if name and (name + '.').startswith(prefixes):
+                module.eval()
+        if self.frozen:
+            self.unet.eval()
+        return self
+
+    @staticmethod
+    def _drop_frozen_unet(module, state_dict, prefix, local_metadata):
+        if module.frozen and module.checkpoint is not None:
+            for key in [k for k in state_dict if k.startswith(prefix + 'unet.')]:
+                del state_dict[key]
+
+    @staticmethod
+    def _ignore_missing_frozen_unet(module, incompatible_keys):
+        if module.frozen and module.checkpoint is not None:
+            missing = incompatible_keys.missing_keys
+            missing[:] = [k for k in missing if '.unet.' not in k and not k.startswith('unet.')]
+
+    # ------------------------------------------------------------------ shapes
+    def output_shape(self):
+        """list[ShapeSpec]: channels and stride of each output, in ``blocks`` order."""
+        specs = {s.index: s for s in self.unet.block_specs()}
+        fuse = len(self.timesteps) if self.fuse_timesteps == 'concat' else 1
+        return [ShapeSpec(specs[b].channels * fuse, specs[b].stride) for b in self.blocks]
+
+    @property
+    def out_channels(self):
+        """list[int]: channels of each output (for necks and heads)."""
+        return [s.channels for s in self.output_shape()]
+
+    @property
+    def out_strides(self):
+        """list[int]: stride of each output."""
+        return [s.stride for s in self.output_shape()]
+
+    # ------------------------------------------------------------------ forward
+    def _graph_needed(self, x, injections):
+        if not self.frozen and torch.is_grad_enabled():
+            return True
+        if x.requires_grad:
+            return True
+        return any(torch.is_tensor(v) and v.requires_grad for v in (injections or {}).values())
+
+    def intermediates(self, x, blocks=None, timesteps=None, injections=None, keys=None):
+        """Noise ``x`` at each timestep and return U-Net block features, unfused.
+
+        This is the one entry point for everything built on the U-Net (heads, DifFeed,
+        RepFusion, the dense pyramid).
+
+        Args:
+            x (Tensor): ``(B, 3, H, W)`` RGB in [-1, 1].
+            blocks (Sequence[int], optional): blocks to return; default ``self.blocks``.
+            timesteps (Sequence[int], optional): default ``self.timesteps``.
+            injections (Mapping[int, Tensor], optional): tensor added to a block's output
+                before it is passed on or stored as a skip; ``(B, C_b, H_b, W_b)``, or
+                ``(B * len(timesteps), ...)`` with timesteps outermost.
+            keys (Tensor, optional): ``(B,)`` image keys for 'fixed'/'ensemble' noise.
+
+        Returns:
+            dict[int, Tensor]: block -> ``(len(timesteps), B, C_b, H_b, W_b)``, averaged over
+            noise draws in 'ensemble' mode.
+        """
+        blocks = self.blocks if blocks is None else tuple(blocks)
+        timesteps = self.timesteps if timesteps is None else tuple(timesteps)
+        self._check_timesteps(timesteps)
+        if x.dim() != 4:
+            raise ValueError(f'expected a (B, C, H, W) image batch, got shape {tuple(x.shape)}')
+        n_t, batch = len(timesteps), x.shape[0]
+        t_batch = torch.tensor(timesteps, device=x.device).repeat_interleave(batch)
+        y = None
+        if self.class_label is not None:
+            y = torch.full((n_t * batch,), self.class_label, device=x.device, dtype=torch.long)
+        if injections:
+            injections = {b: v if v.shape[0] == n_t * batch else v.repeat(n_t, 1, 1, 1)
+                          for b, v in injections.items()}
+        checkpoint_fn = None
+        if self.with_cp and torch.is_grad_enabled():
+            def checkpoint_fn(block, h, emb):
+                return torch_checkpoint.checkpoint(block, h, emb, use_reentrant=False)
+        autocast_dtype = AUTOCAST_DTYPES[self.dtype]
+
+        out = None
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self._graph_needed(x, injections)):
+            for draw in range(self.noise.num_draws):
+                x_t = torch.cat([self._q_sample(x, t, draw, keys) for t in timesteps])
+                with torch.autocast(x.device.type, dtype=autocast_dtype or torch.float32,
+                                    enabled=autocast_dtype is not None):
+                    feats = self.unet.forward_intermediates(
+                        x_t, t_batch, blocks, y=y, stop_early=True,
+                        injections=injections, checkpoint_fn=checkpoint_fn)
+                feats = {b: f.float().unflatten(0, (n_t, batch)) for b, f in feats.items()}
+                out = feats if out is None else {b: out[b] + feats[b] for b in blocks}
+        if self.noise.num_draws > 1:
+            out = {b: f / self.noise.num_draws for b, f in out.items()}
+        return out
+
+    def _q_sample(self, x, t, draw, keys):
+        noise = self.noise.sample(x.shape, x.device, x.dtype, draw=draw, keys=keys)
+        if noise is None:
+            return x
+        return self.schedule.q_sample(x, t, noise)
+
+    def fuse(self, feature):
+        """``(T, B, C, H, W)`` -> ``(B, T * C, H, W)`` ('concat') or ``(B, C, H, W)`` ('mean')."""
+        if self.fuse_timesteps == 'mean':
+            return feature.mean(0)
+        return torch.cat(list(feature), dim=1)
+
+    def forward(self, x):
+        """``(B, 3, H, W)`` in [-1, 1] -> tuple of fused features, one per block."""
+        feats = self.intermediates(x)
+        return tuple(self.fuse(feats[b]) for b in self.blocks)

@@ -1,0 +1,1 @@
+"""Utilities: checkpoint loading, torch/mmengine compatibility, distributed helpers."""

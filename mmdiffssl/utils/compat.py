@@ -1,0 +1,38 @@
+"""Fixes for running mmengine 0.10.x on today's torch, applied when mmdiffssl is imported.
+
+torch >= 2.6 loads checkpoints with ``weights_only=True`` by default. mmengine 0.10.7 calls
+``torch.load`` without the argument, and its own checkpoints hold a few non-tensor objects
+(the message hub's ``HistoryBuffer`` with numpy arrays, numpy scalars and dtypes). Rather than
+turning safe loading off for every file (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``), the exact
+classes mmengine writes are allow-listed, so resuming and ``Pretrained`` init work while any
+other pickled object in a checkpoint is still refused.
+"""
+import numpy as np
+import torch
+
+
+def _numpy_safe_globals():
+    """The numpy callables and types a pickled ndarray or numpy scalar refers to."""
+    core = getattr(np, '_core', None) or np.core  # numpy 2 renamed np.core to np._core
+    names = [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype]
+    # numpy >= 1.25 pickles dtypes by their class (np.dtypes.Float64DType, ...).
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        names += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')]
+    return names
+
+
+def mmengine_safe_globals():
+    """Everything beyond tensors that mmengine 0.10.x puts in a checkpoint."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    return [HistoryBuffer] + _numpy_safe_globals()
+
+
+def allow_mmengine_checkpoints():
+    """Allow-list mmengine's checkpoint contents for ``torch.load(weights_only=True)``.
+
+    Idempotent; a no-op on torch versions without ``add_safe_globals``.
+    """
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is not None:
+        add(mmengine_safe_globals())
