@@ -6,6 +6,9 @@
     >>> feats = extract_features(bb, images_uint8)   # images (B, 3, H, W) uint8 RGB
     >>> feats[24].shape                               # (B, 1024, H/16, W/16)
 """
+import json
+import os.path as osp
+
 import torch
 
 from mmdiffssl.models.backbones import ADMBackbone
@@ -38,3 +41,23 @@ def extract_features(backbone, images, keys=None):
     """
     feats = backbone.intermediates(to_model_range(images), keys=keys)
     return {b: backbone.fuse(f) for b, f in feats.items()}
+
+
+def arch_from_argument(value):
+    """An ``arch`` from a command-line string: a preset name, a JSON dict of flags, or a
+    config file whose ``model.backbone.arch`` (or its only dict of flags) is the arch."""
+    if value.lstrip().startswith('{'):
+        return json.loads(value)
+    if not value.endswith('.py'):
+        return value
+    if not osp.isfile(value):
+        raise FileNotFoundError(f'config file not found: {value}')
+    from mmengine.config import Config
+    cfg = Config.fromfile(value)
+    backbone = cfg.get('model', {}).get('backbone', {})
+    if 'arch' in backbone:
+        return backbone['arch']
+    dicts = [v for v in cfg.to_dict().values() if isinstance(v, dict)]
+    if len(dicts) != 1:
+        raise ValueError(f'{value} has no model.backbone.arch and not exactly one flags dict')
+    return dicts[0]
