@@ -137,8 +137,8 @@ pip_install --no-deps --no-build-isolation -e "$ROOT"
 "$PY" -c 'import mmcv.ops, mmdet, mmseg, mmpretrain, mmdiffssl' \
   || die "the stack does not import; see the messages above"
 log "stack ready: $("$PY" -c 'import torch, mmcv, mmdet, mmseg, mmpretrain, mmengine
-print(f"torch {torch.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv.__version__}, "
-      f"mmdet {mmdet.__version__}, mmseg {__import__("mmseg").__version__}, mmpretrain {mmpretrain.__version__}")')"
+mods = dict(torch=torch, mmengine=mmengine, mmcv=mmcv, mmdet=mmdet, mmseg=mmseg, mmpretrain=mmpretrain)
+print(", ".join(f"{k} {m.__version__}" for k, m in mods.items()))')"
 
 # ---------------------------------------------------------------- real data (Fashion-MNIST)
 if [ ! -d "$FASHION_MNIST" ]; then

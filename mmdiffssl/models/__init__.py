@@ -3,3 +3,4 @@ from . import backbones  # noqa: F401
 from .backbones import ADMBackbone, ShapeSpec
 
 __all__ = ['ADMBackbone', 'ShapeSpec']
+from . import heads, classifiers  # noqa

@@ -7,6 +7,8 @@ turning safe loading off for every file (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``)
 classes mmengine writes are allow-listed, so resuming and ``Pretrained`` init work while any
 other pickled object in a checkpoint is still refused.
 """
+import pickle
+
 import numpy as np
 import torch
 
@@ -22,10 +24,25 @@ def _numpy_safe_globals():
     return names
 
 
+def _history_buffer_getattr(obj, name):
+    """``getattr`` as the unpickler may call it: only on mmengine's HistoryBuffer.
+
+    A pickled HistoryBuffer refers to its own bound statistics methods (``min``, ``max``,
+    ...) through ``builtins.getattr``; any other use of getattr in a checkpoint is refused.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if obj is HistoryBuffer or isinstance(obj, HistoryBuffer):
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for getattr({type(obj).__name__}, {name!r}); only HistoryBuffer '
+        'attributes are allowed with weights_only loading')
+
+
 def mmengine_safe_globals():
     """Everything beyond tensors that mmengine 0.10.x puts in a checkpoint."""
     from mmengine.logging.history_buffer import HistoryBuffer
-    return [HistoryBuffer] + _numpy_safe_globals()
+    return ([HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')]
+            + _numpy_safe_globals())
 
 
 def allow_mmengine_checkpoints():

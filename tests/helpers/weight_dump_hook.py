@@ -10,8 +10,12 @@ from mmengine.registry import HOOKS
 
 @HOOKS.register_module()
 class WeightDumpHook(Hook):
-    """Save ``rank{r}_weights.pth`` (the unwrapped model's state dict) into the work dir."""
+    """Save ``rank{r}_weights.pth`` (the unwrapped model's parameters) into the work dir.
+
+    Buffers are left out: with mmengine's default ``broadcast_buffers=False`` each rank keeps
+    BatchNorm statistics of its own data.
+    """
 
     def after_run(self, runner):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        torch.save(model.state_dict(), osp.join(runner.work_dir, f'rank{get_rank()}_weights.pth'))
+        torch.save({k: p.detach() for k, p in model.named_parameters()}, osp.join(runner.work_dir, f'rank{get_rank()}_weights.pth'))

@@ -1,0 +1,52 @@
+# A small run on your own image folder (mmpretrain CustomDataset layout:
+# data/image_folder/{train,val}/<class>/<image>.png, 4 classes here), images resized to 32x32, on a
+# random (re-drawn, non-degenerate) tiny ADM. It is the base of the other *_adm-tiny_*_folder
+# configs and what the end-to-end tests train (they point data_root at a generated folder).
+# Deviation from the paper's recipe to learn in a handful of iterations: SGD momentum 0.9.
+_base_ = [
+    '../_base_/models/adm-tiny_32px.py',
+    '../_base_/schedules/diffssl_sgd-steplr-28e.py',
+    '../_base_/default_runtime_cls.py',
+]
+num_classes = 4
+data_root = 'data/image_folder'
+data_preprocessor = dict(
+    num_classes=num_classes, mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5],
+    to_rgb=True)
+pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(32, 32)),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=16,
+    num_workers=2,
+    dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='train',
+                 pipeline=pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=True))
+val_dataloader = dict(
+    batch_size=32,
+    num_workers=2,
+    dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='val',
+                 pipeline=pipeline),
+    sampler=dict(type='DefaultSampler', shuffle=False))
+val_evaluator = dict(type='Accuracy', topk=(1, ))
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
+
+# Tiny ADM blocks: 1-6 encoder, 7 middle, 8-13 decoder; block 8 is 64 x 8 x 8 at 32px.
+model = dict(
+    type='DiffSSLClassifier',
+    backbone=dict(
+        type='ADMBackbone',
+        arch={{_base_.adm_tiny_32px}},
+        blocks=(8, ),
+        timesteps=(50, ),
+        noise='fixed',
+        frozen=True,
+        random_init='redraw'),
+    head=dict(type='PooledLinearHead', num_classes=num_classes, in_channels=64, pool_size=2))
+optim_wrapper = dict(optimizer=dict(lr=0.01, momentum=0.9))
+train_cfg = dict(max_epochs=4, val_interval=4)
+default_hooks = dict(checkpoint=dict(interval=4))
+randomness = dict(seed=0)

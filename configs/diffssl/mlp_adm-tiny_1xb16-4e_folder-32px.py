@@ -1,0 +1,10 @@
+# MLP head (global pool, 128 hidden, ReLU) on the tiny-ADM image-folder run.
+_base_ = './linear_adm-tiny_1xb16-4e_folder-32px.py'
+model = dict(
+    head=dict(
+        _delete_=True,
+        type='MLPHead',
+        num_classes={{_base_.num_classes}},
+        in_channels=64,
+        pool_size=1,
+        hidden_dims=(128, )))

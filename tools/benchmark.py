@@ -1,0 +1,100 @@
+"""Feature-extraction speed of ADMBackbone against OpenAI's guided-diffusion, in one process.
+
+    python tools/benchmark.py --arch adm-256-uncond --blocks 24 --timesteps 150 \\
+        --batch 64 --dtype bf16 --compile --out work_dirs/bench/block24.json
+
+Prints a table (img/s, ms per batch, counted GFLOP per image, achieved TFLOP/s, peak GPU
+memory, first-call and warm-up time, the ratio ours/reference, and per-block cosine
+agreement) and writes it all as JSON with --out. Runs on the GPU if there is one, else on
+the CPU (the reference then runs in fp32). See docs/benchmark.md.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import shlex
+import sys
+
+from mmdiffssl.benchmark import BenchmarkConfig, format_table, run_benchmark
+from mmdiffssl.models.unets import ADM_PRESETS
+
+
+def parse_ints(value):
+    return tuple(int(v) for v in value.split(',') if v.strip())
+
+
+def parse_blocks(value):
+    return value if value in ('all', 'pyramid') else parse_ints(value)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--arch', default='adm-256-uncond',
+                        help=f'preset ({", ".join(ADM_PRESETS)}) or a JSON dict of '
+                        'guided-diffusion flags (may contain "preset")')
+    parser.add_argument('--channels', type=int,
+                        help='override num_channels to shrink the U-Net (head channels '
+                        'shrink with it, so the head count stays)')
+    parser.add_argument('--blocks', type=parse_blocks, default=(24, ),
+                        help="comma-separated block numbers, 'all' (every block: the full "
+                        "forward but the 3x3 output conv) or 'pyramid' (default 24)")
+    parser.add_argument('--timesteps', type=parse_ints, default=(150, ),
+                        help='comma-separated timesteps (default 150)')
+    parser.add_argument('--batch', type=int, default=64, help='images per batch')
+    parser.add_argument('--size', type=int, help="input resolution (default the arch's)")
+    parser.add_argument('--dtype', choices=('fp32', 'bf16', 'fp16'), default='bf16',
+                        help='our autocast dtype (default bf16)')
+    parser.add_argument('--compile', action='store_true',
+                        help='ADMBackbone(compile=True): torch.compile + channels_last')
+    parser.add_argument('--compile-mode', help="torch.compile mode, e.g. 'max-autotune'")
+    parser.add_argument('--cuda-graphs', action='store_true',
+                        help='ADMBackbone(cuda_graphs=True) (with --compile, CUDA only)')
+    parser.add_argument('--ref-dtype', choices=('auto', 'fp16', 'fp32'), default='auto',
+                        help="reference precision: 'auto' = the published use_fp16 flag on "
+                        'a GPU (convert_to_fp16), fp32 on a CPU')
+    parser.add_argument('--no-reference', action='store_true', help='measure ours only')
+    parser.add_argument('--noise', choices=('fixed', 'fresh', 'none'), default='fixed',
+                        help="our q_sample noise mode (default 'fixed', the backbone's)")
+    parser.add_argument('--iters', type=int, default=20, help='timed iterations per side')
+    parser.add_argument('--warmup', type=int, default=3,
+                        help='untimed calls per side after the first call')
+    parser.add_argument('--check-images', type=int, default=4,
+                        help='images compared in fp32 for the cosine agreement')
+    parser.add_argument('--checkpoint', help='U-Net weights for both sides instead of '
+                        're-drawn random ones (e.g. 256x256_diffusion_uncond.pt)')
+    parser.add_argument('--class-label', type=int,
+                        help='label for class-conditional archs (default 0)')
+    parser.add_argument('--device', help="'cuda', 'cuda:1', 'cpu' (default cuda if "
+                        'available)')
+    parser.add_argument('--threads', type=int, help='torch CPU threads')
+    parser.add_argument('--cudnn-benchmark', action='store_true',
+                        help='torch.backends.cudnn.benchmark=True (both sides)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out', help='write the result as JSON here')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    arch = json.loads(args.arch) if args.arch.lstrip().startswith('{') else args.arch
+    cfg = BenchmarkConfig(
+        arch=arch, channels=args.channels, blocks=args.blocks, timesteps=args.timesteps,
+        batch=args.batch, size=args.size, dtype=args.dtype, compile=args.compile,
+        compile_mode=args.compile_mode, cuda_graphs=args.cuda_graphs, device=args.device,
+        iters=args.iters, warmup=args.warmup, noise=args.noise, ref_dtype=args.ref_dtype,
+        reference=not args.no_reference, check_images=args.check_images, seed=args.seed,
+        checkpoint=args.checkpoint, class_label=args.class_label,
+        cudnn_benchmark=args.cudnn_benchmark, threads=args.threads,
+        command=' '.join(shlex.quote(a) for a in ['python', 'tools/benchmark.py'] +
+                         list(sys.argv[1:] if argv is None else argv)))
+    result = run_benchmark(cfg)
+    print(format_table(result))
+    if args.out:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(result, f, indent=2)
+        print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+    main()
