@@ -1,4 +1,4 @@
-# MLP head (global pool, 128 hidden, ReLU) on the tiny-ADM image-folder run.
+# MLP head (pool to 2x2, 128 hidden, ReLU) on the tiny-ADM image-folder run.
 _base_ = './linear_adm-tiny_1xb16-4e_folder-32px.py'
 model = dict(
     head=dict(
@@ -6,5 +6,5 @@ model = dict(
         type='MLPHead',
         num_classes={{_base_.num_classes}},
         in_channels=64,
-        pool_size=1,
+        pool_size=2,
         hidden_dims=(128, )))

@@ -187,9 +187,20 @@ def _gflop(flops, batch):
 
 
 def run_benchmark(cfg: BenchmarkConfig, log: Callable = print) -> dict:
-    """Measure both sides (see the module docstring); returns the JSON-able result."""
+    """Measure both sides (see the module docstring); returns the JSON-able result.
+
+    ``cfg.threads`` sets torch's CPU threads for the run (restored afterwards).
+    """
+    threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    try:
+        return _run_benchmark(cfg, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_benchmark(cfg, log):
     device = torch.device(cfg.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark

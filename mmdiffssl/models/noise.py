@@ -1,8 +1,10 @@
 """Noise for q_sample: the four modes of the diffusion backbones.
 
 - ``'fresh'``: new Gaussian noise every call, from the module's own ``torch.Generator``
-  (seeded by ``seed + rank``). Its state is part of the module's state dict
-  (``_extra_state``), so a run resumed from a checkpoint draws what a straight run draws.
+  (seeded by ``seed + rank``). In training mode its state is part of the module's state dict
+  (``_extra_state``), so a run resumed from a checkpoint draws what a straight run draws. In
+  eval mode a separate generator is used, re-seeded each time the module enters eval mode:
+  validation does not shift the training noise, and every evaluation sees the same draws.
 - ``'fixed'``: a deterministic Gaussian field, a pure function of
   ``(seed, image key, draw, channel, y, x)`` computed with an integer hash. The same image
   gets the same noise whatever the batch size, its position in the batch, padding added at
@@ -83,7 +85,14 @@ class DiffusionNoise(nn.Module):
         self.mode = mode
         self.seed = int(seed)
         self.ensemble_size = int(ensemble_size) if mode == 'ensemble' else 1
-        self.generator = torch.Generator().manual_seed(self.seed + int(rank))
+        self.rank = int(rank)
+        self.generator = torch.Generator().manual_seed(self.seed + self.rank)
+        self.eval_generator = torch.Generator().manual_seed(self.seed + self.rank)
+
+    def train(self, mode=True):
+        if not mode:
+            self.eval_generator.manual_seed(self.seed + self.rank)
+        return super().train(mode)
 
     @property
     def num_draws(self):
@@ -95,7 +104,8 @@ class DiffusionNoise(nn.Module):
         if self.mode == 'none':
             return None
         if self.mode == 'fresh':
-            return torch.randn(shape, generator=self.generator).to(device=device, dtype=dtype)
+            generator = self.generator if self.training else self.eval_generator
+            return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
         return hashed_normal(shape, self.seed, keys, draw, device, dtype)
 
     def get_extra_state(self):

@@ -13,12 +13,16 @@ pipeline = [
 train_dataloader = dict(
     batch_size=64,
     num_workers=2,
-    dataset=dict(type=dataset_type, data_root=data_root, split='train', pipeline=pipeline),
+    dataset=dict(type=dataset_type, data_root=data_root, split='train', download=False,
+                 pipeline=pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True))
 val_dataloader = dict(
     batch_size=256,
     num_workers=2,
-    dataset=dict(type=dataset_type, data_root=data_root, split='test', pipeline=pipeline),
+    # mmpretrain 1.2.0's MNIST reads the test files only when test_mode=True (`split` alone
+    # still loads the 60,000 training images).
+    dataset=dict(type=dataset_type, data_root=data_root, split='test', test_mode=True,
+                 download=False, pipeline=pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False))
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader

@@ -42,6 +42,9 @@ class AttentionPoolHead(DiffusionClsHead):
         blocks (Sequence[int], optional): U-Net blocks of the backbone outputs (the whole
             tuple, in the backbone's order); recorded for :func:`check_matches_backbone`.
         timesteps (Sequence[int], optional): the backbone's timesteps, likewise.
+        init_cfg (dict | list, optional): None keeps PyTorch's default initialisation of the
+            linear, conv and LayerNorm layers, as the paper's code does; the CLS token starts
+            at zero either way.
 
     Shapes:
         input: the backbone tuple; selected output i is ``(B, T * C_i, H_i, W_i)``;
@@ -64,10 +67,9 @@ class AttentionPoolHead(DiffusionClsHead):
                  dropout=0.0,
                  blocks=None,
                  timesteps=None,
-                 init_cfg=(dict(type='TruncNormal', layer='Linear', std=0.02, bias=0.0),
-                           dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0)),
+                 init_cfg=None,
                  **kwargs):
-        super().__init__(in_channels, feat_index, init_cfg=list(init_cfg), **kwargs)
+        super().__init__(in_channels, feat_index, init_cfg=init_cfg, **kwargs)
         self.num_classes = _check_classes(num_classes)
         self.num_timesteps = int(num_timesteps)
         if self.num_timesteps < 1:

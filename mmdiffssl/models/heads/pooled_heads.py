@@ -117,7 +117,7 @@ class MLPHead(PooledLinearHead):
                  hidden_dims=(1024, ),
                  act='relu',
                  dropout=0.0,
-                 init_cfg=dict(type='TruncNormal', layer='Linear', std=0.02, bias=0.0),
+                 init_cfg=None,
                  **kwargs):
         super().__init__(num_classes, in_channels, feat_index, pool_size, dropout=0.0,
                          init_cfg=init_cfg, **kwargs)
@@ -152,6 +152,8 @@ class CNNHead(DiffusionClsHead):
         kernel_size (int): convolution kernel size (padding keeps the size).
         pool_size (int | tuple[int, int]): pooled size before the classifier (1: global).
         dropout (float): dropout before the classifier.
+        bn_momentum (float | None): BatchNorm momentum; None averages all batches seen
+            (useful for very short runs, whose running statistics would lag).
 
     Shapes:
         selected outputs ``(B, C_i, H_i, W_i)`` -> ``(B, sum C_i, min H, min W)`` -> convs ->
@@ -166,16 +168,16 @@ class CNNHead(DiffusionClsHead):
                  kernel_size=3,
                  pool_size=1,
                  dropout=0.0,
-                 init_cfg=(dict(type='Kaiming', layer='Conv2d', mode='fan_out',
-                                nonlinearity='relu'),
-                           dict(type='Normal', layer='Linear', std=0.01)),
+                 bn_momentum=0.1,
+                 init_cfg=dict(type='Kaiming', layer='Conv2d', mode='fan_out',
+                               nonlinearity='relu'),
                  **kwargs):
-        super().__init__(in_channels, feat_index, init_cfg=list(init_cfg), **kwargs)
+        super().__init__(in_channels, feat_index, init_cfg=init_cfg, **kwargs)
         self.num_classes = _check_classes(num_classes)
         layers, width = [], sum(self.in_channels)
         for out in as_tuple(channels):
             layers += [nn.Conv2d(width, out, kernel_size, padding=kernel_size // 2, bias=False),
-                       nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+                       nn.BatchNorm2d(out, momentum=bn_momentum), nn.ReLU(inplace=True)]
             width = out
         self.convs = nn.Sequential(*layers)
         self.pool_size = as_size(pool_size)

@@ -102,14 +102,28 @@ def test_noise_modes():
 
 
 def test_fresh_noise_state_resumes():
-    bb = tiny_backbone(blocks=(9, ), noise='fresh').eval()
+    bb = tiny_backbone(blocks=(9, ), noise='fresh').train()
     x = images(1)
     bb(x)
     state = copy.deepcopy(bb.state_dict())
     expected = bb(x)[0]
-    other = tiny_backbone(blocks=(9, ), noise='fresh').eval()
+    other = tiny_backbone(blocks=(9, ), noise='fresh').train()
     other.load_state_dict(state)
     torch.testing.assert_close(other(x)[0], expected, rtol=0, atol=0)
+
+
+def test_fresh_noise_evaluation_does_not_shift_training_draws():
+    x = images(1)
+    straight = tiny_backbone(blocks=(9, ), noise='fresh').train()
+    straight(x)
+    expected = straight(x)[0]
+
+    with_eval = tiny_backbone(blocks=(9, ), noise='fresh').train()
+    with_eval(x)
+    first_eval = with_eval.eval()(x)[0]
+    second_eval = with_eval.eval()(x)[0]   # re-entering eval repeats the eval draws
+    torch.testing.assert_close(second_eval, first_eval, rtol=0, atol=0)
+    torch.testing.assert_close(with_eval.train()(x)[0], expected, rtol=0, atol=0)
 
 
 def test_timesteps_batched_equal_separate():

@@ -13,19 +13,28 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmdiffssl.models.backbones import ADMBackbone
 
-# 3 levels, attention at 16 and 8 px with 2 heads; blocks 1-8 input, 9 middle, 10-15 output.
+# 3 levels, attention at 16 and 8 px with 2-4 heads; blocks 1-6 input, 7 middle, 8-13 output.
 TINY = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult='1,2,2',
             attention_resolutions='16,8', num_head_channels=16, learn_sigma=False)
-BLOCKS = (4, 9, 12, 15)  # encoder with attention, middle, decoder with attention, last
+BLOCKS = (4, 7, 10, 13)  # encoder with attention, middle, decoder with attention, last
 TIMESTEPS = (10, 300)
 
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The models are tiny and the CPU is shared: extra threads only cost synchronisation."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 def backbone(**kwargs):
     kwargs.setdefault('blocks', BLOCKS)
     return ADMBackbone(arch=TINY, timesteps=TIMESTEPS, random_init='redraw', **kwargs).eval()
 
 
-def images(batch=2, size=32, seed=0):
+def images(batch=2, size=16, seed=0):
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(batch, 3, size, size, generator=generator) * 2 - 1
 
@@ -107,14 +116,16 @@ def test_compile_arguments():
 def test_compiled_path_traces_as_one_graph_and_matches_eager():
     """The compiled feature function, traced by dynamo + AOTAutograd without inductor
     (seconds on CPU): one graph without breaks, cached per blocks request."""
-    eager = backbone()
-    traced = same_weights(eager, compile=dict(backend='aot_eager', fullgraph=True))
+    blocks = (8, 4)  # a decoder block (skip concatenation) and an encoder block
+    eager = backbone(blocks=blocks)
+    traced = same_weights(eager, blocks=blocks,
+                          compile=dict(backend='aot_eager', fullgraph=True))
     x = images()
     with torch.no_grad():
         want = eager(x)
         got = traced(x)
         got_again = traced(images(seed=1))
-    assert list(traced._compiled_fns) == [(tuple(sorted(BLOCKS)), 'fp32', 'cpu')]
+    assert list(traced._compiled_fns) == [((4, 8), 'fp32', 'cpu')]
     for a, b in zip(got, want):
         assert a.is_contiguous()
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
@@ -142,15 +153,15 @@ def test_cuda_graphs_on_cpu_warns_and_runs():
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # warns once only
         bb(images())
-    assert first[0].shape == (2, 32, 32, 32)
+    assert first[0].shape == (2, 64, 16, 16)  # 32 channels x 2 timesteps
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('dtype', ['fp32', 'bf16'])
 def test_inductor_compile_matches_eager(dtype):
     """torch.compile with inductor (cold compile on CPU takes 30-70 s)."""
-    eager = backbone(blocks=(4, 9), dtype=dtype)
-    compiled = same_weights(eager, blocks=(4, 9), dtype=dtype, compile=True)
+    eager = backbone(blocks=(4, 7), dtype=dtype)
+    compiled = same_weights(eager, blocks=(4, 7), dtype=dtype, compile=True)
     x = images()
     with torch.no_grad():
         want = eager(x)
