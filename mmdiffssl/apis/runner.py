@@ -36,6 +36,39 @@ def load_config(config, cfg_options=None, work_dir=None, launcher='none'):
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
     prepare_cpu_distributed(cfg, launcher)
+    apply_feature_cache(cfg)
+    return cfg
+
+
+def apply_feature_cache(cfg):
+    """The ``feature_cache`` config switch: train and test heads from cached features.
+
+    With ``feature_cache=dict(root=..., pool=k)`` (or ``input_size=(H, W)`` instead of
+    ``pool``) in a classification config with a frozen backbone, every dataloader's dataset
+    is wrapped in :class:`~mmdiffssl.datasets.CachedFeatureDataset` (filled on first use),
+    the backbone is replaced by :class:`~mmdiffssl.datasets.CachedFeatures` and the data
+    preprocessor stops normalising (the cache holds features, not pixels). The rest of the
+    config (head, optimizer, schedule, metrics) is unchanged.
+    """
+    cache = cfg.get('feature_cache')
+    if not cache:
+        return cfg
+    from mmdiffssl.datasets.feature_cache import cache_layout
+    backbone = cfg.model.backbone
+    if not backbone.get('frozen', True):
+        raise ValueError('feature_cache needs a frozen backbone (model.backbone.frozen=True)')
+    preprocessor = dict(cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor') or {})
+    preprocessor.setdefault('type', 'mmpretrain.ClsDataPreprocessor')
+    pool, input_size = cache.get('pool'), cache.get('input_size')
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(name) is not None:
+            cfg[name].dataset = dict(
+                type='CachedFeatureDataset', dataset=cfg[name].dataset, backbone=backbone,
+                data_preprocessor=preprocessor, cache_root=cache['root'], pool=pool,
+                input_size=input_size, batch_size=cache.get('batch_size', 64))
+    cfg.model.backbone = dict(type='CachedFeatures',
+                              layout=cache_layout(backbone, pool, input_size))
+    cfg.model.data_preprocessor = dict(preprocessor, mean=None, std=None, to_rgb=False)
     return cfg
 
 

@@ -1,4 +1,5 @@
-"""Datasets and transforms (transforms need mmcv; imported lazily by mmdiffssl)."""
+"""Datasets: Fashion-MNIST preparation, the feature cache, transforms (need mmcv)."""
 from .fashion_mnist import prepare_fashion_mnist
+from .feature_cache import CachedFeatureDataset, CachedFeatures, cache_layout
 
-__all__ = ['prepare_fashion_mnist']
+__all__ = ['prepare_fashion_mnist', 'CachedFeatureDataset', 'CachedFeatures', 'cache_layout']

@@ -1,0 +1,38 @@
+# UPerNet (mmseg's recipe) on OpenAI's unconditional 256x256 ADM U-Net
+# (256x256_diffusion_uncond.pt; put it in checkpoints/): the last decoder block at strides
+# 4, 8, 16, 32 (blocks 30, 27, 24, 21: 512, 512, 1024, 1024 channels) of the image noised
+# to t=100; auxiliary FCN head on output 2 (block 24, stride 16).
+_base_ = 'mmseg::_base_/models/upernet_r50.py'
+custom_imports = dict(imports=['mmdiffssl'], allow_failed_imports=False)
+
+data_preprocessor = dict(
+    type='SegDataPreProcessor',
+    # RGB in [-1, 1]; padding (0 after normalisation) is mid-grey
+    mean=[127.5, 127.5, 127.5],
+    std=[127.5, 127.5, 127.5],
+    bgr_to_rgb=True,
+    pad_val=0,
+    seg_pad_val=255,
+    size=(512, 512),  # training crops are padded to 512 x 512
+    # whole-image inference: pad to the U-Net's total downsampling 2 ** (levels - 1) = 32
+    # for adm-256-uncond (6 levels); predictions are cropped back by mmseg
+    test_cfg=dict(size_divisor=32))
+model = dict(
+    data_preprocessor=data_preprocessor,
+    # mmseg's EncoderDecoder would pass `pretrained` into the backbone
+    pretrained=None,
+    backbone=dict(
+        _delete_=True,
+        type='ADMBackbone',
+        arch='adm-256-uncond',
+        checkpoint='checkpoints/256x256_diffusion_uncond.pt',
+        blocks='pyramid',
+        timesteps=(100, ),
+        noise='fixed',
+        frozen=True,
+        with_cp=False,
+        dtype='fp32'),
+    decode_head=dict(in_channels=[512, 512, 1024, 1024], in_index=[0, 1, 2, 3],
+                     channels=512, num_classes=150),
+    auxiliary_head=dict(in_channels=1024, in_index=2, channels=256, num_classes=150),
+    test_cfg=dict(mode='whole'))

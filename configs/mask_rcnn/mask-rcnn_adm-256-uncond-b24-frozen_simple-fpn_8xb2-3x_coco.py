@@ -1,0 +1,7 @@
+# As mask-rcnn_adm-256-uncond-b24-frozen_simple-fpn_8xb2-1x_coco.py, 36 epochs.
+_base_ = [
+    '../_base_/models/mask-rcnn_adm-256-uncond-b24_simple-fpn.py',
+    '../_base_/datasets/coco_instance_lsj-1024.py',
+    '../_base_/schedules/detection_adamw-3x.py',
+    'mmdet::_base_/default_runtime.py',
+]

@@ -1,0 +1,6 @@
+# UPerNet fine-tuning the adm-256-uncond U-Net prefix (blocks 1-30) at 0.1x the heads' lr,
+# each block gradient-checkpointed; ADE20K 512 x 512, 80k iterations, 8 GPUs x 2 images.
+_base_ = './upernet_adm-256-uncond-pyramid-frozen_8xb2-80k_ade20k-512x512.py'
+
+model = dict(backbone=dict(frozen=False, with_cp=True))
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)}))

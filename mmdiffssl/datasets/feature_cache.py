@@ -1,0 +1,288 @@
+"""A disk cache of frozen-backbone features, so classification heads train from disk.
+
+The cache holds exactly what the head consumes: each block's feature (timesteps fused as the
+backbone fuses them), adaptive-average-pooled to ``pool`` x ``pool`` when the head pools,
+flattened and concatenated into one fp16 row per image, in a memory-mapped ``.npy`` file.
+
+A cache lives in ``<root>/<key hash>/``: ``features.npy`` ``(N, D)`` fp16 and ``meta.json``
+(the key fields, the row layout, the file size and its blake2b checksum). The key covers the
+U-Net weights (checkpoint file hash, or a hash of the weights), the arch flags, blocks,
+timesteps, fusion, noise mode, seed and ensemble size, the pooling, the data preprocessor,
+the dataset (type, root, annotation file, split, subset) with its pipeline, and the ids of the
+images in order. A changed field gives another folder (a new fill); a truncated file or a
+flipped byte fails the size or checksum check and the cache is refilled, with a log line
+saying why. Nothing is reused silently.
+
+Filling is sharded across ranks: rank r computes rows r, r + world, ... into the shared
+memory-mapped file; rank 0 then checksums it.
+"""
+import hashlib
+import logging
+import json
+import os
+import os.path as osp
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.dist import barrier, get_dist_info, is_main_process
+from mmengine.logging import print_log
+from mmengine.registry import DATASETS, MODELS
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+CACHE_NOISE_MODES = ('fixed', 'none', 'ensemble')
+_HASH_CHUNK = 1 << 24
+
+
+def file_checksum(path):
+    """blake2b hex digest of a file, read in 16 MB chunks."""
+    digest = hashlib.blake2b(digest_size=20)
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(_HASH_CHUNK), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_fingerprint(backbone):
+    """Hash identifying the U-Net's weights: the checkpoint file's bytes, else the tensors."""
+    if backbone.checkpoint is not None:
+        return 'file:' + file_checksum(backbone.checkpoint)
+    digest = hashlib.blake2b(digest_size=20)
+    for name, tensor in sorted(backbone.unet.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return 'weights:' + digest.hexdigest()
+
+
+def _jsonable(value):
+    """Config values (ConfigDict, tuples) as plain JSON-able data."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def sample_id(dataset, index):
+    """A stable id of sample ``index``: its image path when it has one, else its index."""
+    info = dataset.get_data_info(index)
+    for key in ('img_path', 'img_id', 'filename'):
+        if key in info:
+            return str(info[key])
+    return f'index:{index}'
+
+
+def cache_layout(backbone_cfg, pool=None, input_size=None):
+    """``[(block, channels, h, w)]`` of a cached row, from the backbone config alone.
+
+    The backbone is built on the meta device (no weights loaded, no memory). ``h, w`` are
+    ``pool`` when pooling, else ``input_size / stride``.
+    """
+    if pool is None and input_size is None:
+        raise ValueError('a feature cache without pooling needs input_size=(H, W)')
+    cfg = dict(backbone_cfg, checkpoint=None, random_init='guided')
+    with torch.device('meta'):
+        backbone = MODELS.build(cfg)
+    layout = []
+    for block, spec in zip(backbone.blocks, backbone.output_shape()):
+        h, w = (pool, pool) if pool else (input_size[0] // spec.stride,
+                                          input_size[1] // spec.stride)
+        layout.append((block, spec.channels, h, w))
+    return layout
+
+
+@DATASETS.register_module()
+class CachedFeatureDataset(Dataset):
+    """Wraps a classification dataset; items are the cached backbone features of its images.
+
+    Args:
+        dataset (dict): the image dataset config (mmpretrain), with its pipeline.
+        backbone (dict): the frozen backbone config (e.g. ``ADMBackbone``).
+        data_preprocessor (dict): the online model's data preprocessor config (normalisation
+            and channel order the backbone was fed with).
+        cache_root (str): folder holding the caches.
+        pool (int, optional): adaptive average pool size of each block's map; None keeps
+            the full map.
+        input_size (tuple, optional): ``(H, W)`` of the backbone input; needed without pool.
+        batch_size (int): images per backbone forward while filling.
+        device (str, optional): where the backbone runs while filling (default: cuda if
+            available).
+
+    Each item: ``dict(inputs=Tensor(D, 1, 1) fp16, data_samples=DataSample)``, the row of
+    all blocks' (pooled) features, flattened and concatenated; :class:`CachedFeatures`
+    splits it back into the backbone's tuple.
+    """
+
+    def __init__(self, dataset, backbone, data_preprocessor, cache_root, pool=None,
+                 input_size=None, batch_size=32, device=None):
+        super().__init__()
+        self.dataset = DATASETS.build(dataset)
+        self.backbone_cfg = backbone
+        self.preprocessor_cfg = data_preprocessor
+        self.pool = pool
+        self.batch_size = batch_size
+        self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+        self.metainfo = self.dataset.metainfo
+        backbone_module = MODELS.build(backbone)
+        if backbone_module.noise.mode not in CACHE_NOISE_MODES:
+            raise ValueError(f"noise='{backbone_module.noise.mode}' cannot be cached (each pass "
+                             f'draws new noise); use one of {CACHE_NOISE_MODES}')
+        self.layout = cache_layout(backbone, pool, input_size)
+        self.key = self._key(backbone_module, dataset)
+        key_hash = hashlib.blake2b(json.dumps(self.key, sort_keys=True).encode(),
+                                   digest_size=12).hexdigest()
+        self.cache_dir = osp.join(cache_root, key_hash)
+        self.features = self._open_or_fill(backbone_module)
+
+    # ------------------------------------------------------------------ key and layout
+    def _key(self, backbone, dataset_cfg):
+        n = len(self.dataset)
+        ids = [sample_id(self.dataset, i) for i in range(n)]
+        return dict(
+            weights=weights_fingerprint(backbone),
+            arch=_jsonable(backbone.flags),
+            blocks=list(backbone.blocks),
+            timesteps=list(backbone.timesteps),
+            fuse=backbone.fuse_timesteps,
+            noise=dict(mode=backbone.noise.mode, seed=backbone.noise.seed,
+                       draws=backbone.noise.num_draws),
+            class_label=backbone.class_label,
+            dtype=backbone.dtype,
+            pool=self.pool,
+            data_preprocessor=_jsonable(self.preprocessor_cfg),
+            dataset=_jsonable(dataset_cfg),
+            image_ids=hashlib.blake2b('\n'.join(ids).encode(), digest_size=20).hexdigest(),
+            num_images=n)
+
+    @property
+    def row_size(self):
+        return sum(c * h * w for _, c, h, w in self.layout)
+
+    # ------------------------------------------------------------------ validation and fill
+    def _valid(self):
+        """Why the cache on disk cannot be used (None when it can)."""
+        meta_path = osp.join(self.cache_dir, 'meta.json')
+        data_path = osp.join(self.cache_dir, 'features.npy')
+        if not osp.isfile(meta_path) or not osp.isfile(data_path):
+            return 'no complete cache'
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if meta.get('key') != self.key:
+            return 'key fields differ from meta.json'
+        if osp.getsize(data_path) != meta['file_size']:
+            return (f'features.npy has {osp.getsize(data_path)} bytes, '
+                    f"meta.json says {meta['file_size']} (truncated?)")
+        if file_checksum(data_path) != meta['checksum']:
+            return 'features.npy checksum differs from meta.json (corrupted)'
+        return None
+
+    def _open_or_fill(self, backbone):
+        problem = self._valid()
+        self.fill_reason = problem  # why the cache was (re)filled; None when reused
+        if problem is not None:
+            level = logging.INFO if problem == 'no complete cache' else logging.WARNING
+            print_log(f'feature cache {self.cache_dir}: {problem}; filling it', 'current', level)
+            self._fill(backbone)
+            problem = self._valid()
+            if problem is not None:
+                raise RuntimeError(f'feature cache {self.cache_dir} is invalid right after '
+                                   f'filling: {problem}')
+        return np.load(osp.join(self.cache_dir, 'features.npy'), mmap_mode='r')
+
+    def _fill(self, backbone):
+        from mmengine.dataset import pseudo_collate
+
+        rank, world = get_dist_info()
+        n, d = len(self.dataset), self.row_size
+        data_path = osp.join(self.cache_dir, 'features.npy')
+        meta_path = osp.join(self.cache_dir, 'meta.json')
+        if is_main_process():
+            os.makedirs(self.cache_dir, exist_ok=True)
+            if osp.exists(meta_path):
+                os.remove(meta_path)
+            print_log(f'feature cache: {n} images x {d} fp16 values = '
+                      f'{n * d * 2 / 2**30:.3f} GiB -> {data_path}', 'current')
+            np.lib.format.open_memmap(data_path, mode='w+', dtype=np.float16, shape=(n, d))
+        barrier()
+        out = np.load(data_path, mmap_mode='r+')
+        preprocessor = MODELS.build(self.preprocessor_cfg).to(self.device)
+        backbone = backbone.to(self.device).eval()
+        mine = list(range(rank, n, world))
+        starts = range(0, len(mine), self.batch_size)
+        for start in tqdm(starts, desc=f'filling feature cache (rank {rank})', unit='batch',
+                          disable=not is_main_process()):
+            rows = mine[start:start + self.batch_size]
+            batch = preprocessor(pseudo_collate([self.dataset[i] for i in rows]), False)
+            with torch.no_grad():
+                feats = backbone(batch['inputs'])
+            shapes = [tuple(f.shape[1:]) for f in feats]
+            if self.pool is None and shapes != [tuple(item[1:]) for item in self.layout]:
+                raise ValueError(f'backbone outputs {shapes} do not match the cache layout '
+                                 f'{self.layout}: check feature_cache.input_size')
+            out[rows] = self._flatten(feats).cpu().numpy()
+        out.flush()
+        del out
+        barrier()
+        if is_main_process():
+            meta = dict(key=self.key, layout=self.layout, file_size=osp.getsize(data_path),
+                        checksum=file_checksum(data_path))
+            with open(meta_path + '.part', 'w') as f:
+                json.dump(meta, f, indent=1)
+            os.replace(meta_path + '.part', meta_path)
+        barrier()
+
+    def _flatten(self, feats):
+        """Tuple of ``(B, C_i, H_i, W_i)`` -> ``(B, D)`` fp16, pooled if ``pool`` is set."""
+        parts = []
+        for feat in feats:
+            if self.pool:
+                feat = F.adaptive_avg_pool2d(feat, self.pool)
+            parts.append(feat.flatten(1))
+        return torch.cat(parts, 1).half()
+
+    # ------------------------------------------------------------------ Dataset API
+    def __len__(self):
+        return len(self.dataset)
+
+    def get_data_info(self, index):
+        return self.dataset.get_data_info(index)
+
+    def __getitem__(self, index):
+        from mmpretrain.structures import DataSample
+        info = self.dataset.get_data_info(index)
+        sample = DataSample().set_gt_label(int(info['gt_label']))
+        sample.set_metainfo(dict(sample_idx=index))
+        row = torch.from_numpy(np.array(self.features[index]))
+        return dict(inputs=row.view(-1, 1, 1), data_samples=sample)
+
+
+@MODELS.register_module()
+class CachedFeatures(torch.nn.Module):
+    """Stands in for a frozen backbone when features come from :class:`CachedFeatureDataset`.
+
+    Args:
+        layout (list): ``[(block, channels, h, w), ...]`` of the row segments.
+
+    Shapes: input ``(B, D, 1, 1)``; output a tuple of ``(B, channels, h, w)`` float32
+    tensors, one per block, as the backbone would return them (pooled if the cache pools).
+    """
+
+    def __init__(self, layout):
+        super().__init__()
+        self.layout = [tuple(item) for item in layout]
+
+    @classmethod
+    def from_backbone(cls, backbone, pool=None, input_size=None):
+        """Build from the frozen backbone's config (see :func:`cache_layout`)."""
+        return cls(cache_layout(backbone, pool, input_size))
+
+    def forward(self, x):
+        x = x.flatten(1).float()
+        sizes = [c * h * w for _, c, h, w in self.layout]
+        if x.shape[1] != sum(sizes):
+            raise ValueError(f'cached rows have {x.shape[1]} values, layout expects {sum(sizes)}')
+        return tuple(part.view(-1, c, h, w)
+                     for part, (_, c, h, w) in zip(x.split(sizes, 1), self.layout))

@@ -1,0 +1,129 @@
+"""The feature cache: equality with online features, matching losses, invalidation."""
+import glob
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DATASETS, DefaultScope
+from mmengine.runner import Runner
+
+from conftest import ROOT
+from mmdiffssl.apis.runner import apply_feature_cache
+from mmdiffssl.models.backbones import ADMBackbone
+
+ONLINE = osp.join(ROOT, 'configs/diffssl/linear_adm-tiny_1xb64-2e_fashion-mnist-32px.py')
+CACHED = osp.join(ROOT, 'configs/diffssl/linear_adm-tiny-cached_1xb64-2e_fashion-mnist-32px.py')
+
+
+@pytest.fixture(scope='module')
+def unet_ckpt(tmp_path_factory):
+    arch = Config.fromfile(ONLINE).model.backbone.arch
+    path = str(tmp_path_factory.mktemp('unet') / 'unet.pt')
+    torch.save(ADMBackbone(arch=arch, blocks=(8, ), random_init='redraw').unet.state_dict(), path)
+    return path
+
+
+def make_cfg(path, tmp_path, data_root, ckpt, n=48):
+    cfg = Config.fromfile(path)
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.model.backbone.checkpoint = ckpt
+    if cfg.get('feature_cache'):
+        cfg.feature_cache.root = str(tmp_path / 'cache')
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.update(data_root=data_root, indices=n)
+        cfg[loader].num_workers = 0
+        cfg[loader].batch_size = 16
+        cfg[loader].sampler.shuffle = False
+    cfg.train_cfg.max_epochs = 1
+    cfg.log_level = 'WARNING'
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint.interval = 100
+    return apply_feature_cache(cfg)
+
+
+def cache_dataset(cfg):
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return DATASETS.build(cfg.train_dataloader.dataset)
+
+
+def test_cached_rows_equal_online_features(tmp_path, fashion_mnist_root, unet_ckpt):
+    cfg = make_cfg(CACHED, tmp_path, fashion_mnist_root, unet_ckpt)
+    dataset = cache_dataset(cfg)
+    online = Config.fromfile(ONLINE)
+    backbone_cfg = dict(online.model.backbone, checkpoint=unet_ckpt)
+    backbone_cfg.pop('type')
+    backbone = ADMBackbone(**backbone_cfg).eval()
+    item = dataset[5]
+    inner = dataset.dataset[5]
+    pixels = (inner['inputs'].float()[None] - 127.5) / 127.5
+    expected = backbone(pixels)[0].mean((2, 3))[0]
+    torch.testing.assert_close(item['inputs'].float().flatten(), expected, rtol=1e-3, atol=1e-3)
+    assert item['inputs'].dtype == torch.float16
+    assert item['data_samples'].gt_label.item() == inner['data_samples'].gt_label.item()
+
+
+def test_training_from_cache_matches_online_losses(tmp_path, fashion_mnist_root, unet_ckpt):
+    losses = []
+    for path in (ONLINE, CACHED):
+        cfg = make_cfg(path, tmp_path / osp.basename(path), fashion_mnist_root, unet_ckpt)
+        cfg.randomness = dict(seed=0)
+        # Same head start on both sides (building the U-Net online draws from the RNG).
+        cfg.model.head.init_cfg = dict(type='Constant', val=0.0, layer='Linear')
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        history = runner.message_hub.get_scalar('train/loss')
+        losses.append(np.array(history.data[0]))
+    assert len(losses[0]) == 3
+    np.testing.assert_allclose(losses[1], losses[0], atol=1e-3, rtol=0)
+
+
+def test_invalid_caches_are_refilled_never_reused(tmp_path, fashion_mnist_root, unet_ckpt):
+    cfg = make_cfg(CACHED, tmp_path, fashion_mnist_root, unet_ckpt, n=16)
+    first = cache_dataset(cfg)
+    reference = np.array(first.features)
+    data_file = osp.join(first.cache_dir, 'features.npy')
+
+    # A second use reads the cache without filling.
+    assert first.fill_reason == 'no complete cache'
+    again = cache_dataset(cfg)
+    assert again.fill_reason is None
+    np.testing.assert_array_equal(np.array(again.features), reference)
+    del again
+
+    # Truncated file -> refilled.
+    with open(data_file, 'r+b') as f:
+        f.truncate(os.path.getsize(data_file) - 10)
+    refilled = cache_dataset(cfg)
+    assert 'truncated' in refilled.fill_reason
+    np.testing.assert_array_equal(np.array(refilled.features), reference)
+    del refilled
+
+    # One flipped byte -> checksum differs -> refilled.
+    with open(data_file, 'r+b') as f:
+        f.seek(-7, os.SEEK_END)
+        byte = f.read(1)
+        f.seek(-7, os.SEEK_END)
+        f.write(bytes([byte[0] ^ 0x40]))
+    refilled = cache_dataset(cfg)
+    assert 'checksum' in refilled.fill_reason
+    np.testing.assert_array_equal(np.array(refilled.features), reference)
+
+    # Any key field change -> another cache folder.
+    for change in (dict(timesteps=(60, )), dict(noise_seed=1), dict(blocks=(9, ))):
+        changed = make_cfg(CACHED, tmp_path, fashion_mnist_root, unet_ckpt, n=16)
+        changed.train_dataloader.dataset.backbone.update(change)
+        other = cache_dataset(changed)
+        assert other.cache_dir != refilled.cache_dir, change
+    changed = make_cfg(CACHED, tmp_path, fashion_mnist_root, unet_ckpt, n=12)
+    assert cache_dataset(changed).cache_dir != refilled.cache_dir
+    assert len(glob.glob(osp.join(str(tmp_path / 'cache'), '*'))) == 5
+
+
+def test_fresh_noise_cannot_be_cached(tmp_path, fashion_mnist_root, unet_ckpt):
+    cfg = make_cfg(CACHED, tmp_path, fashion_mnist_root, unet_ckpt, n=4)
+    cfg.train_dataloader.dataset.backbone.noise = 'fresh'
+    with pytest.raises(ValueError, match="noise='fresh' cannot be cached"):
+        cache_dataset(cfg)
