@@ -43,7 +43,7 @@ if [ -n "$WHEELHOUSE" ]; then
   WHEELHOUSE=$(cd "$WHEELHOUSE" && pwd)
   # --no-index: pip reads nothing but the wheelhouse, whatever pip.conf says.
   PIP_SOURCE=(--no-index --find-links "$WHEELHOUSE")
-  export PIP_NO_INDEX=1
+  export PIP_NO_INDEX=1 PIP_FIND_LINKS="$WHEELHOUSE"
 else
   PIP_SOURCE=()
 fi
