@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from mmdiffssl.models.backbones import ADMBackbone
 from mmdiffssl.models.noise import DiffusionNoise, hashed_normal
 from mmdiffssl.models.unets import adm_flags_from, build_adm_unet
+from mmdiffssl.models.unets.adm import AttentionBlock
 
 from .flops import adm_flops, count_flops
 from .reference import GuidedDiffusionReference
@@ -65,13 +66,21 @@ class BenchmarkConfig:
 
 
 def resolve_flags(arch, channels=None):
-    """Flags of ``arch``; ``channels`` narrows the U-Net, keeping its head count."""
+    """Flags of ``arch``; ``channels`` narrows the U-Net, keeping its head count where the
+    attention widths allow (fixed head widths shrink in proportion, rounded down to a width
+    that divides every attention layer's channels)."""
     flags = adm_flags_from(arch)
     if channels:
-        if flags['num_head_channels'] != -1:
-            head = flags['num_head_channels'] * channels // flags['num_channels']
-            flags['num_head_channels'] = max(head, 1)
+        scaled = flags['num_head_channels'] * int(channels) // flags['num_channels']
         flags['num_channels'] = int(channels)
+        if flags['num_head_channels'] != -1:
+            with torch.device('meta'):
+                unet = build_adm_unet(dict(flags, num_head_channels=-1, num_heads=1))
+            widths = {m.qkv.in_channels for m in unet.modules() if isinstance(m, AttentionBlock)}
+            head = max(scaled, 1)
+            while any(w % head for w in widths):
+                head -= 1
+            flags['num_head_channels'] = head
     return flags
 
 
@@ -378,19 +387,19 @@ def format_table(result: dict) -> str:
             f"{'ours/ref':<10} {'':<5} {'':<7} {'':>9} {ratio['img_per_s']:>8.2f}x "
             f"{'':>9} {ratio['flops']:>9.3f}x {'':>8} {peak:>8}")
     agreement = result['agreement']
+    ours = f"ours {cfg['dtype']}{' compiled' if cfg['compile'] else ''}"
     labels = {
-        'ours_vs_ours_fp32': f"ours {cfg['dtype']} vs ours fp32",
-        'ours_fp32_vs_reference_fp32': 'ours fp32 vs reference fp32',
-        'ours_vs_reference_as_run': (f"ours {cfg['dtype']} vs reference "
-                                     f"{result['reference']['dtype']}"
+        'ours_vs_ours_fp32': f'{ours} vs ours fp32 eager',
+        'ours_fp32_vs_reference_fp32': 'ours fp32 eager vs reference fp32',
+        'ours_vs_reference_as_run': (f"{ours} vs reference {result['reference']['dtype']}"
                                      if result['reference'] else ''),
     }
     lines += ['', f"cosine similarity per block (min over {agreement['check_images']} images "
               'x timesteps)',
-              f"{'':<34}" + ''.join(f'{"block " + str(b):>12}' for b in cfg['blocks'])]
+              f"{'':<40}" + ''.join(f'{"block " + str(b):>12}' for b in cfg['blocks'])]
     for key, label in labels.items():
         if key in agreement:
-            lines.append(f'{label:<34}' + ''.join(
+            lines.append(f'{label:<40}' + ''.join(
                 f"{agreement[key][str(b)]['min']:>12.6f}" for b in cfg['blocks']))
     lines += [''] + [f'note: {n}' for n in result['notes']]
     return '\n'.join(lines)
