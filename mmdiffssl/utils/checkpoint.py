@@ -8,7 +8,7 @@ import torch
 _STATE_DICT_KEYS = ('state_dict', 'model', 'module')
 
 
-def load_state_dict_file(path, map_location='cpu'):
+def load_state_dict_file(path, map_location='cpu', key=None):
     """Read a state dict from a checkpoint file without unpickling arbitrary objects.
 
     ``.safetensors`` files are read with safetensors; everything else with
@@ -18,6 +18,8 @@ def load_state_dict_file(path, map_location='cpu'):
     Args:
         path (str): the checkpoint file.
         map_location: passed to ``torch.load``.
+        key (str, optional): the entry holding the weights (e.g. ``'ema_state_dict'``);
+            by default the first of ``state_dict``, ``model``, ``module`` that exists.
 
     Returns:
         dict[str, Tensor]
@@ -28,10 +30,16 @@ def load_state_dict_file(path, map_location='cpu'):
         from safetensors.torch import load_file
         return load_file(path, device=str(map_location))
     obj = torch.load(path, map_location=map_location, weights_only=True)
-    for key in _STATE_DICT_KEYS:
-        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
-            break
+    if key is not None:
+        if not isinstance(obj, Mapping) or key not in obj:
+            found = sorted(obj) if isinstance(obj, Mapping) else type(obj).__name__
+            raise KeyError(f"{path} has no entry '{key}' (it has: {found})")
+        obj = obj[key]
+    else:
+        for name in _STATE_DICT_KEYS:
+            if isinstance(obj, Mapping) and name in obj and isinstance(obj[name], Mapping):
+                obj = obj[name]
+                break
     if not isinstance(obj, Mapping):
         raise TypeError(f'{path} holds a {type(obj).__name__}, not a state dict')
     return dict(obj)
@@ -74,7 +82,7 @@ def check_state_dict_fits(module, state_dict, source='checkpoint'):
                          + listing('shape conflicts', shapes))
 
 
-def load_weights(module, path, prefix=None):
+def load_weights(module, path, prefix=None, key=None):
     """Load ``path`` into ``module`` strictly, with a clear error when it does not fit.
 
     Args:
@@ -82,8 +90,11 @@ def load_weights(module, path, prefix=None):
         path (str): ``.pt``/``.pth``/``.safetensors`` file (OpenAI's ADM files load as is).
         prefix (str, optional): take only the keys under this prefix, e.g.
             ``'backbone.unet.'`` for a checkpoint of a whole mmengine model.
+        key (str, optional): the checkpoint entry holding the weights (see
+            :func:`load_state_dict_file`).
     """
-    state_dict = load_state_dict_file(path)
+    state_dict = load_state_dict_file(path, key=key)
+    state_dict = {k: v for k, v in state_dict.items() if torch.is_tensor(v)}
     if prefix:
         state_dict = strip_prefix(state_dict, prefix)
     check_state_dict_fits(module, state_dict, source=path)

@@ -76,7 +76,10 @@ class ADMBackbone(BaseModule):
         checkpoint (str, optional): U-Net weights (``.pt``/``.pth``/``.safetensors``), e.g.
             OpenAI's ``256x256_diffusion_uncond.pt``; loaded strictly.
         checkpoint_prefix (str, optional): key prefix to take from ``checkpoint``, e.g.
-            ``'unet.'`` or ``'ema.unet.'`` for a checkpoint of our pretraining model.
+            ``'unet.'`` for a checkpoint of our pretraining model (``DDPMPretrainer``).
+        checkpoint_key (str, optional): the checkpoint entry to read, e.g.
+            ``'ema_state_dict'``. With mmengine's EMAHook, ``state_dict`` holds the EMA
+            weights and ``ema_state_dict`` the raw ones (prefix ``'module.unet.'``).
         blocks (Sequence[int] | str): 1-based block numbers (``tools/print_blocks.py`` lists
             them), or ``'pyramid'`` for the last decoder block at each of ``pyramid_strides``.
         timesteps (Sequence[int]): diffusion timesteps in [0, diffusion_steps).
@@ -124,6 +127,7 @@ class ADMBackbone(BaseModule):
                  arch='adm-256-uncond',
                  checkpoint=None,
                  checkpoint_prefix=None,
+                 checkpoint_key=None,
                  blocks=(24,),
                  timesteps=(150,),
                  noise='fixed',
@@ -177,7 +181,7 @@ class ADMBackbone(BaseModule):
         self.trainable_from = trainable_from
 
         if checkpoint is not None:
-            load_weights(self.unet, checkpoint, prefix=checkpoint_prefix)
+            load_weights(self.unet, checkpoint, prefix=checkpoint_prefix, key=checkpoint_key)
         elif random_init == 'redraw':
             redraw_parameters_(self.unet, torch.Generator().manual_seed(noise_seed))
         elif random_init != 'guided':
