@@ -1,0 +1,80 @@
+"""Ancestral (DDPM) and DDIM sampling from an eps-predicting ADM U-Net.
+
+Both follow guided-diffusion's ``p_sample_loop`` and ``ddim_sample_loop``: x0 predictions are
+clipped to [-1, 1]; the variance is the learned range (``learn_sigma``) or the "fixed large"
+one; every step draws its noise with ``torch.randn_like`` (from the global RNG, or from
+``generator``), after the model call, so equal seeds give equal samples.
+"""
+import torch
+
+from .ddpm_objective import DDPMObjective
+
+
+class DiffusionSampler:
+    """Samplers over a U-Net and its schedule.
+
+    Args:
+        unet (ADMUNet): eps-predicting U-Net (``2 C`` output channels with learn_sigma).
+        objective (DDPMObjective): the schedule's posterior tables.
+    """
+
+    def __init__(self, unet, objective: DDPMObjective):
+        self.unet = unet
+        self.objective = objective
+        sched = objective.schedule
+        posterior = objective.posterior_variance.clone()
+        self.fixed_large_variance = torch.cat([posterior[1:2], sched.betas[1:]])
+
+    def _noise(self, like, generator):
+        if generator is None:
+            return torch.randn_like(like)
+        return torch.randn(like.shape, generator=generator).to(like)
+
+    def _predict(self, x, t, y):
+        """Clipped x0 prediction, posterior mean and log-variance of p(x_{t-1} | x_t)."""
+        obj = self.objective
+        out = self.unet(x, t, y=y)
+        channels = x.shape[1]
+        if obj.learn_sigma:
+            eps, var_values = out.split(channels, dim=1)
+            min_log = obj._take(obj.posterior_log_variance_clipped, t, x)
+            max_log = obj._take(obj.log_betas, t, x)
+            frac = (var_values + 1) / 2
+            log_var = frac * max_log + (1 - frac) * min_log
+        else:
+            eps = out
+            log_var = obj._take(self.fixed_large_variance.log(), t, x)
+        pred_x0 = (obj._take(obj.sqrt_recip_abar, t, x) * x
+                   - obj._take(obj.sqrt_recipm1_abar, t, x) * eps).clamp(-1, 1)
+        mean, _ = obj.q_posterior(pred_x0, x, t)
+        return pred_x0, mean, log_var
+
+    @torch.no_grad()
+    def ddpm(self, noise, y=None, generator=None):
+        """Ancestral sampling over all T steps from ``noise`` ``(B, C, H, W)``."""
+        x = noise
+        for step in reversed(range(self.objective.schedule.num_steps)):
+            t = torch.full((x.shape[0], ), step, device=x.device, dtype=torch.long)
+            _, mean, log_var = self._predict(x, t, y)
+            z = self._noise(x, generator)
+            x = mean + (step != 0) * torch.exp(0.5 * log_var) * z
+        return x
+
+    @torch.no_grad()
+    def ddim(self, noise, y=None, eta=0.0, generator=None):
+        """DDIM sampling over all T steps from ``noise`` (``eta=0``: deterministic)."""
+        obj = self.objective
+        abar = obj.schedule.alphas_cumprod
+        abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
+        x = noise
+        for step in reversed(range(obj.schedule.num_steps)):
+            t = torch.full((x.shape[0], ), step, device=x.device, dtype=torch.long)
+            pred_x0, _, _ = self._predict(x, t, y)
+            eps = (obj._take(obj.sqrt_recip_abar, t, x) * x - pred_x0) / \
+                obj._take(obj.sqrt_recipm1_abar, t, x)
+            a, a_prev = obj._take(abar, t, x), obj._take(abar_prev, t, x)
+            sigma = eta * torch.sqrt((1 - a_prev) / (1 - a)) * torch.sqrt(1 - a / a_prev)
+            z = self._noise(x, generator)
+            mean = pred_x0 * torch.sqrt(a_prev) + torch.sqrt(1 - a_prev - sigma ** 2) * eps
+            x = mean + (step != 0) * sigma * z
+        return x
