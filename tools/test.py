@@ -11,8 +11,7 @@ import json
 import os.path as osp
 
 import mmdiffssl  # noqa: F401  (registers mmdiffssl's modules)
-from mmdiffssl.apis import build_runner, load_config
-from mmengine.config import DictAction
+from mmdiffssl.apis import add_runner_arguments, build_runner, load_config
 from mmengine.dist import is_main_process
 
 
@@ -20,14 +19,8 @@ def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the dir to save logs and metrics')
     parser.add_argument('--out', help='write the metrics to this JSON file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value (xxx=yyy format)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return parser.parse_args()
+    return add_runner_arguments(parser).parse_args()
 
 
 def main():

@@ -6,24 +6,17 @@
 import argparse
 
 import mmdiffssl  # noqa: F401  (registers mmdiffssl's modules)
-from mmdiffssl.apis import build_runner, enable_amp, load_config, set_resume
-from mmengine.config import DictAction
+from mmdiffssl.apis import add_runner_arguments, build_runner, enable_amp, load_config, set_resume
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from this checkpoint, or without a value from the '
                         'latest checkpoint in the work dir')
     parser.add_argument('--amp', action='store_true', help='mixed precision training')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, key=value (xxx=yyy format)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return parser.parse_args()
+    return add_runner_arguments(parser).parse_args()
 
 
 def main():

@@ -1,6 +1,7 @@
 """Python entry points: running configs, building backbones and extracting features."""
 from .features import build_backbone, extract_features, to_model_range
-from .runner import build_runner, enable_amp, load_config, set_resume
+from .runner import (add_runner_arguments, apply_feature_cache, build_runner, enable_amp,
+                     load_config, set_resume)
 
-__all__ = ['build_backbone', 'extract_features', 'to_model_range', 'build_runner',
-           'enable_amp', 'load_config', 'set_resume']
+__all__ = ['build_backbone', 'extract_features', 'to_model_range', 'add_runner_arguments',
+           'apply_feature_cache', 'build_runner', 'enable_amp', 'load_config', 'set_resume']

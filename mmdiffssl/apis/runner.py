@@ -6,11 +6,22 @@ The same code serves mmpretrain, mmdet and mmsegmentation configs: the config's
 import os.path as osp
 
 import torch
-from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for tools)
+from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmdiffssl.utils.dist import prepare_cpu_distributed
+
+
+def add_runner_arguments(parser):
+    """The options ``tools/train.py`` and ``tools/test.py`` share, as in the upstream tools."""
+    parser.add_argument('--work-dir', help='the dir to save logs, models and metrics')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value (xxx=yyy format)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
 
 
 def load_config(config, cfg_options=None, work_dir=None, launcher='none'):
