@@ -8,3 +8,4 @@ model = dict(
         in_channels=64,
         channels=(64, 64),
         bn_momentum=None))  # cumulative BN statistics: the run is only 16 iterations
+optim_wrapper = dict(optimizer=dict(lr=0.03))

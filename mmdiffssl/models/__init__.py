@@ -1,7 +1,10 @@
-"""Models: U-Nets, noise, backbones, necks and heads (registered on import)."""
-from . import backbones  # noqa: F401
-from .backbones import ADMBackbone, ShapeSpec
+"""Models: U-Nets, noise, backbones, necks, heads and pretrainers (registered on import).
 
-__all__ = ['ADMBackbone', 'ShapeSpec']
-from . import heads, classifiers  # noqa
-from . import necks  # noqa: F401  (DiffSimpleFPN, DiffLN2d; registered only with mmcv)
+Heads and classifiers register only when mmpretrain is installed, necks only with mmcv; the
+backbones and the pretrainer need torch and mmengine alone.
+"""
+from . import backbones, classifiers, heads, necks, pretrainers  # noqa: F401
+from .backbones import ADMBackbone, ShapeSpec
+from .pretrainers import DDPMPretrainer
+
+__all__ = ['ADMBackbone', 'ShapeSpec', 'DDPMPretrainer']

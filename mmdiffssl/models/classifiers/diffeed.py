@@ -35,8 +35,8 @@ class DifFeedBackbone(BaseModule):
     runs the U-Net again on the SAME ``x_t`` and ``t`` with the feedback added to those
     encoder blocks' outputs (before they are passed on or stored as skips) and returns the
     wrapped backbone's ``blocks``. Both passes go through
-    :meth:`ADMBackbone.intermediates`; with ``noise='fresh'`` the noise generator is rewound
-    before pass 2 so both passes draw the same noise.
+    :meth:`ADMBackbone.intermediates`; with ``noise='fresh'`` the noise generators (training and
+    evaluation) are rewound before pass 2 so both passes draw the same noise.
 
     Only the feedback layers train (and the head on top); the U-Net is frozen, but gradients
     flow through pass 2 into the feedback layers. The feedback BatchNorms follow
@@ -138,6 +138,14 @@ class DifFeedBackbone(BaseModule):
             out[dst] = layer(x)
         return out
 
+    def _noise_generators(self):
+        """The noise module's random generators ('fresh' mode draws from one of them: a
+        training and an evaluation generator); rewound between the two passes."""
+        noise = self.adm.noise
+        if noise.mode != 'fresh':
+            return []
+        return [g for g in vars(noise).values() if isinstance(g, torch.Generator)]
+
     def intermediates(self, x, keys=None):
         """Both passes; returns pass 2's ``{block: (T, B, C, H_b, W_b)}`` for ``blocks``.
 
@@ -145,11 +153,11 @@ class DifFeedBackbone(BaseModule):
             x (Tensor): ``(B, 3, H, W)`` in [-1, 1].
             keys (Tensor, optional): ``(B,)`` image keys for 'fixed' noise.
         """
-        generator = self.adm.noise.generator if self.adm.noise.mode == 'fresh' else None
-        state = generator.get_state() if generator is not None else None
+        generators = self._noise_generators()
+        states = [g.get_state() for g in generators]
         with torch.no_grad():
             first = self.adm.intermediates(x, blocks=self.feedback_blocks, keys=keys)
-        if generator is not None:
+        for generator, state in zip(generators, states):
             generator.set_state(state)  # pass 2 draws the very noise pass 1 drew
         injections = self.feedback_features(first, x.shape[-2:])
         return self.adm.intermediates(x, injections=injections, keys=keys)

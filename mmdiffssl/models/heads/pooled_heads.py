@@ -40,6 +40,13 @@ class DiffusionClsHead(ClsHead):
         return xs
 
 
+def pool_and_concat(xs, pool_size):
+    """``[(B, C_i, H_i, W_i)]`` -> ``(B, sum_i C_i * k_h * k_w)``: adaptive average pooling to
+    ``pool_size``, flattened (channel-major), concatenated."""
+    return torch.cat([nn.functional.adaptive_avg_pool2d(x, pool_size).flatten(1) for x in xs],
+                     dim=1)
+
+
 def _check_classes(num_classes):
     if num_classes <= 0:
         raise ValueError(f'num_classes={num_classes} must be a positive integer')
@@ -59,6 +66,8 @@ class PooledLinearHead(DiffusionClsHead):
             concatenated.
         pool_size (int | tuple[int, int]): pooled spatial size ``k`` (2 in the paper).
         dropout (float): dropout before the classifier.
+        init_cfg (dict, optional): default: N(0, 0.01) linear weights, as mmpretrain's
+            ``LinearClsHead``.
 
     Shapes:
         input: the backbone tuple, selected outputs ``(B, C_i, H_i, W_i)``;
@@ -82,9 +91,7 @@ class PooledLinearHead(DiffusionClsHead):
 
     def pre_logits(self, feats):
         """Backbone tuple -> ``(B, feature_dims)`` pooled, flattened, concatenated."""
-        xs = [nn.functional.adaptive_avg_pool2d(x, self.pool_size).flatten(1)
-              for x in self._inputs(feats)]
-        return torch.cat(xs, dim=1)
+        return pool_and_concat(self._inputs(feats), self.pool_size)
 
     def forward(self, feats):
         """Backbone tuple -> ``(B, num_classes)`` scores."""
@@ -92,7 +99,7 @@ class PooledLinearHead(DiffusionClsHead):
 
 
 @MODELS.register_module()
-class MLPHead(PooledLinearHead):
+class MLPHead(DiffusionClsHead):
     """Adaptive pooling, flatten, then an MLP (Linear-activation per hidden layer, Linear).
 
     Args:
@@ -119,10 +126,12 @@ class MLPHead(PooledLinearHead):
                  dropout=0.0,
                  init_cfg=None,
                  **kwargs):
-        super().__init__(num_classes, in_channels, feat_index, pool_size, dropout=0.0,
-                         init_cfg=init_cfg, **kwargs)
+        super().__init__(in_channels, feat_index, init_cfg=init_cfg, **kwargs)
+        self.num_classes = _check_classes(num_classes)
+        self.pool_size = as_size(pool_size)
         hidden_dims = tuple(int(d) for d in as_tuple(hidden_dims))
-        layers, width = [], self.feature_dims
+        layers = []
+        width = sum(self.in_channels) * self.pool_size[0] * self.pool_size[1]
         for dims in hidden_dims:
             layers += [nn.Linear(width, dims), make_activation(act), nn.Dropout(dropout)]
             width = dims
@@ -131,7 +140,7 @@ class MLPHead(PooledLinearHead):
 
     def pre_logits(self, feats):
         """Backbone tuple -> ``(B, hidden_dims[-1])``."""
-        return self.mlp(super().pre_logits(feats))
+        return self.mlp(pool_and_concat(self._inputs(feats), self.pool_size))
 
     def forward(self, feats):
         return self.fc(self.pre_logits(feats))

@@ -14,6 +14,15 @@ TINY = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult='1,2,
 FEEDBACK = (8, 9, 10, 11, 12)   # -> encoder blocks 6, 5, 4, 3, 2; 9 -> 5 and 11 -> 3 resize
 
 
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    """Small ops on 2 shared cores run faster on one intra-op thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def adm(**kwargs):
     kwargs = dict(dict(arch=TINY, random_init='redraw', blocks=(8, ), timesteps=(150, ),
                        noise='fresh', noise_seed=3), **kwargs)
@@ -56,20 +65,24 @@ def test_layers_targets_and_shapes():
     assert two_t(images())[0].shape == (4, 128, 8, 8)
 
 
-def test_zero_feedback_reproduces_plain_backbone_with_fresh_noise():
-    """Feedback outputs zeroed -> exactly the plain backbone, call after call: both passes
-    saw the same x_t and the generator advanced once per forward, as for the plain one."""
-    model = difeed(timesteps=(50, 300)).eval()
+@pytest.mark.parametrize('training', [True, False])
+def test_zero_feedback_reproduces_plain_backbone_with_fresh_noise(training):
+    """Feedback outputs zeroed -> exactly the plain backbone, call after call, in training and
+    in eval mode (the noise module draws from another generator in each): both passes saw the
+    same x_t and the generator advanced once per forward, as for the plain one."""
+    model = difeed(timesteps=(50, 300)).train(training)
     for layer in model.feedback:
         torch.nn.init.zeros_(layer[1].weight)
         torch.nn.init.zeros_(layer[1].bias)
-    plain = adm(timesteps=(50, 300)).eval()
+    plain = adm(timesteps=(50, 300)).train(training)
     x = images()
     for _ in range(2):
-        torch.testing.assert_close(model(x)[0], plain(x)[0], rtol=0, atol=0)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x)[0], plain(x)[0], rtol=0, atol=0)
     # The feedback with its default init changes the features.
-    changed = difeed(timesteps=(50, 300)).eval()
-    assert not torch.allclose(changed(x)[0], adm(timesteps=(50, 300)).eval()(x)[0])
+    changed = difeed(timesteps=(50, 300)).train(training)
+    with torch.no_grad():
+        assert not torch.allclose(changed(x)[0], adm(timesteps=(50, 300)).train(training)(x)[0])
 
 
 @pytest.mark.parametrize('noise', ['fixed', 'none'])
@@ -82,9 +95,10 @@ def test_zero_feedback_other_noise_modes(noise):
     torch.testing.assert_close(model(x)[0], adm(noise=noise).eval()(x)[0], rtol=0, atol=0)
 
 
-def test_both_passes_see_the_same_x_t():
+@pytest.mark.parametrize('training', [True, False])
+def test_both_passes_see_the_same_x_t(training):
     """Pass 1 and pass 2 call the backbone with identical noised inputs ('fresh' noise)."""
-    model = difeed().train()
+    model = difeed().train(training)
     seen = []
     orig = model.adm._q_sample
 
@@ -95,7 +109,9 @@ def test_both_passes_see_the_same_x_t():
 
     model.adm._q_sample = spy
     model(images(2))
-    assert len(seen) == 2 and torch.equal(seen[0], seen[1])
+    model(images(2))
+    assert len(seen) == 4 and torch.equal(seen[0], seen[1]) and torch.equal(seen[2], seen[3])
+    assert not torch.equal(seen[0], seen[2])   # fresh noise: the next forward draws anew
 
 
 def test_gradients_reach_feedback_and_unet_stays_frozen():
@@ -157,3 +173,27 @@ def test_state_dict_round_trip_keeps_feedback():
     other.load_state_dict(model.state_dict())
     for key, value in model.feedback.state_dict().items():
         assert torch.equal(value, other.feedback.state_dict()[key])
+
+
+def test_mmdiffssl_imports_without_mmpretrain():
+    """DifFeedBackbone needs only torch and mmengine; the mmpretrain heads are skipped."""
+    from conftest import run_tool
+    code = '\n'.join([
+        'import importlib.util, sys',
+        'real = importlib.util.find_spec',
+        'hidden = lambda name: name == "mmpretrain" or name.startswith("mmpretrain.")',
+        'importlib.util.find_spec = lambda name, *a, **k: None if hidden(name) else '
+        'real(name, *a, **k)',
+        'class Block:',
+        '    def find_spec(self, name, path=None, target=None):',
+        '        if hidden(name):',
+        '            raise ModuleNotFoundError(name)',
+        'sys.meta_path.insert(0, Block())',
+        'import mmdiffssl',
+        'from mmengine.registry import MODELS',
+        'assert MODELS.get("DifFeedBackbone") is not None',
+        'assert MODELS.get("AttentionPoolHead") is None',
+        'assert not any(hidden(m) for m in sys.modules)',
+        'print("imported without mmpretrain")',
+    ])
+    assert 'imported without mmpretrain' in run_tool(['-c', code])
