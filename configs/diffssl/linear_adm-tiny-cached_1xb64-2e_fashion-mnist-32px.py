@@ -1,5 +1,5 @@
 # The demo's linear probe trained from a feature cache: features are computed once (pooled
-# 1x1, as GlobalAveragePooling would), stored fp16 in data/feature_cache, and every epoch reads
-# them from disk. Same head, schedule and metric as the online config.
+# 4x4, as the head pools), stored fp16 in data/feature_cache, and every epoch reads them from
+# disk. Same head, schedule and metric as the online config.
 _base_ = ['./linear_adm-tiny_1xb64-2e_fashion-mnist-32px.py']
-feature_cache = dict(root='data/feature_cache', pool=1)
+feature_cache = dict(root='data/feature_cache', pool=4)
