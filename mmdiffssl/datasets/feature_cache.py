@@ -25,7 +25,7 @@ import os.path as osp
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmengine.dist import barrier, get_dist_info, is_main_process
+from mmengine.dist import barrier, broadcast_object_list, get_dist_info, is_main_process
 from mmengine.logging import print_log
 from mmengine.registry import DATASETS, MODELS
 from torch.utils.data import Dataset
@@ -179,14 +179,20 @@ class CachedFeatureDataset(Dataset):
             return 'features.npy checksum differs from meta.json (corrupted)'
         return None
 
+    def _decide(self):
+        """Rank 0 validates the cache and every rank follows its verdict."""
+        verdict = [self._valid() if is_main_process() else None]
+        broadcast_object_list(verdict)
+        return verdict[0]
+
     def _open_or_fill(self, backbone):
-        problem = self._valid()
+        problem = self._decide()
         self.fill_reason = problem  # why the cache was (re)filled; None when reused
         if problem is not None:
             level = logging.INFO if problem == 'no complete cache' else logging.WARNING
             print_log(f'feature cache {self.cache_dir}: {problem}; filling it', 'current', level)
             self._fill(backbone)
-            problem = self._valid()
+            problem = self._decide()
             if problem is not None:
                 raise RuntimeError(f'feature cache {self.cache_dir} is invalid right after '
                                    f'filling: {problem}')

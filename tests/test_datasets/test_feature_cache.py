@@ -127,3 +127,38 @@ def test_fresh_noise_cannot_be_cached(tmp_path, fashion_mnist_root, unet_ckpt):
     cfg.train_dataloader.dataset.backbone.noise = 'fresh'
     with pytest.raises(ValueError, match="noise='fresh' cannot be cached"):
         cache_dataset(cfg)
+
+
+def test_fill_sharded_across_two_ranks(tmp_path, fashion_mnist_root, unet_ckpt):
+    """Under torchrun (2 CPU ranks, gloo) each rank fills its rows; the cache equals a
+    single-process fill and is reused by it."""
+    import subprocess
+    import sys
+    work, cache = str(tmp_path / 'work'), str(tmp_path / 'cache')
+    opts = [f'model.backbone.checkpoint={unet_ckpt}', f'feature_cache.root={cache}',
+            f'train_dataloader.dataset.data_root={fashion_mnist_root}',
+            f'val_dataloader.dataset.data_root={fashion_mnist_root}',
+            f'test_dataloader.dataset.data_root={fashion_mnist_root}',
+            'train_dataloader.dataset.indices=40', 'val_dataloader.dataset.indices=8',
+            'test_dataloader.dataset.indices=8', 'train_dataloader.num_workers=0',
+            'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
+            'train_cfg.max_epochs=1']
+    env = dict(os.environ, PYTHON=sys.executable, PORT='29631', OMP_NUM_THREADS='1',
+               PYTHONPATH=ROOT)
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools/dist_train.sh'), CACHED, '2',
+                           '--work-dir', work, '--cfg-options'] + opts,
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    cfg = make_cfg(CACHED, tmp_path, fashion_mnist_root, unet_ckpt, n=40)
+    single = cache_dataset(cfg)
+    assert single.fill_reason is None   # the 2-rank cache is valid and reused
+    rows = np.array(single.features)
+    assert np.abs(rows).sum(1).min() > 0   # every row was written by one of the ranks
+    backbone_cfg = dict(cfg.train_dataloader.dataset.backbone)
+    backbone_cfg.pop('type')
+    backbone = ADMBackbone(**backbone_cfg).eval()
+    for index in (0, 1, 39):   # rows of rank 0 (0), rank 1 (1, 39)
+        pixels = (single.dataset[index]['inputs'].float()[None] - 127.5) / 127.5
+        expected = torch.nn.functional.adaptive_avg_pool2d(backbone(pixels)[0], 4).flatten()
+        np.testing.assert_allclose(rows[index], expected.numpy(), rtol=1e-2, atol=1e-3)
