@@ -11,7 +11,7 @@ allow_mmengine_checkpoints()
 
 import importlib.util  # noqa: E402
 
-from . import datasets, models  # noqa: E402,F401  (registers the modules)
+from . import datasets, engine, models  # noqa: E402,F401  (registers the modules)
 
 if importlib.util.find_spec('mmcv') is not None:  # data transforms build on mmcv's
     from .datasets import transforms  # noqa: F401

@@ -11,7 +11,7 @@ import json
 import os.path as osp
 
 import mmdiffssl  # noqa: F401  (registers mmdiffssl's modules)
-from mmdiffssl.apis import add_runner_arguments, build_runner, load_config
+from mmdiffssl.apis import add_runner_arguments, build_runner, enable_visualization, load_config
 from mmengine.dist import is_main_process
 
 
@@ -20,6 +20,8 @@ def parse_args():
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='write the metrics to this JSON file')
+    parser.add_argument('--show-dir', help='draw predictions (detection/segmentation '
+                        'overlays) as PNG into this folder')
     return add_runner_arguments(parser).parse_args()
 
 
@@ -29,6 +31,8 @@ def main():
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     cfg.load_from = args.checkpoint
+    if args.show_dir:
+        enable_visualization(cfg, args.show_dir)
     metrics = build_runner(cfg).test()
     if is_main_process():
         metrics = {k: float(v) if hasattr(v, '__float__') else v for k, v in metrics.items()}

@@ -93,6 +93,24 @@ def enable_amp(cfg):
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
 
+def enable_visualization(cfg, show_dir):
+    """``--show-dir``: the codebase's visualisation hook draws every test prediction as PNG.
+
+    mmdet's DetVisualizationHook writes to ``test_out_dir`` (under the work dir, so an
+    absolute ``show_dir`` is used as is); mmseg's SegVisualizationHook writes through the
+    visualizer's backends into ``<work_dir>/<timestamp>/vis_data/vis_image``.
+    """
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise ValueError('--show-dir needs default_hooks.visualization in the config')
+    hook.draw = True
+    if hook.type.endswith('DetVisualizationHook'):
+        hook.test_out_dir = show_dir
+    else:
+        hook.interval = 1
+        cfg.visualizer.save_dir = show_dir
+
+
 def set_resume(cfg, resume):
     """Apply ``--resume``: ``'auto'`` resumes the work dir's last checkpoint, a path resumes it."""
     if resume == 'auto':

@@ -2,8 +2,7 @@
 
 ``ADMLayerDecayOptimWrapperConstructor`` is registered in mmengine's root
 ``OPTIM_WRAPPER_CONSTRUCTORS`` (found from the mmdet, mmseg and mmpretrain scopes). It needs
-only torch and mmengine. This package is not imported by ``import mmdiffssl``: configs that
-use it list it in ``custom_imports`` (``imports=['mmdiffssl', 'mmdiffssl.engine']``).
+only torch and mmengine and is registered by ``import mmdiffssl``.
 """
 from .layer_decay_constructor import ADMLayerDecayOptimWrapperConstructor, adm_layer_ids
 

@@ -66,7 +66,22 @@ def hashed_normal(shape, seed, keys=None, draw=0, device='cpu', dtype=torch.floa
     return normal.to(dtype)
 
 
-class DiffusionNoise(nn.Module):
+class GeneratorStateMixin:
+    """Keeps ``self.generator``'s state in the module's state dict (``_extra_state``).
+
+    The state is a uint8 tensor, so it travels through ``torch.save``/``weights_only``
+    loading and through the broadcast of every state-dict entry that distributed training
+    does after weight initialisation.
+    """
+
+    def get_extra_state(self):
+        return self.generator.get_state()
+
+    def set_extra_state(self, state):
+        self.generator.set_state(state.cpu())
+
+
+class DiffusionNoise(GeneratorStateMixin, nn.Module):
     """Draws the noise that q_sample adds, in one of :data:`NOISE_MODES`.
 
     Args:
@@ -107,12 +122,6 @@ class DiffusionNoise(nn.Module):
             generator = self.generator if self.training else self.eval_generator
             return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
         return hashed_normal(shape, self.seed, keys, draw, device, dtype)
-
-    def get_extra_state(self):
-        return {'generator_state': self.generator.get_state()}
-
-    def set_extra_state(self, state):
-        self.generator.set_state(state['generator_state'])
 
     def extra_repr(self):
         return f'mode={self.mode!r}, seed={self.seed}, ensemble_size={self.ensemble_size}'

@@ -1,10 +1,13 @@
 # 80k-iteration segmentation schedule with AdamW (mmseg's Swin/ViT UPerNet recipe), total
-# batch 16 (8 GPUs x 2 images): lr 1e-4, weight decay 0.01 (none on norm layers), linear
+# batch 16 (8 GPUs x 2 images): lr 1e-4, weight decay 0.01 (none on norm layers*), linear
 # warm-up over 1500 iterations, then poly decay (power 1) to 0; validation and checkpoint
 # every 8000 iterations.
 _base_ = 'mmseg::_base_/schedules/schedule_80k.py'
 
 max_iters = 80000
+# * mmengine applies norm_decay_mult only to parameters no custom_keys entry matches: with
+#   the fine-tuning configs' {'backbone': dict(lr_mult=0.1)} the U-Net's GroupNorms keep
+#   the full weight decay.
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',

@@ -235,15 +235,21 @@ class ADMBackbone(BaseModule):
                                  f"{self.flags['noise_schedule']} schedule")
 
     def _frozen_block_prefixes(self):
-        """state-dict prefixes (under ``unet.``) of the U-Net parts that do not train."""
+        """state-dict prefixes (under ``unet.``) of the U-Net parts that do not train.
+
+        Besides the frozen part, the blocks after the deepest output and the final ``out``
+        layer never receive gradients (the forward stops before them); they are frozen too,
+        so DDP finds no unused parameters.
+        """
         if self.frozen:
             return ('',)
-        if self.trainable_from is None:
-            return ()
-        names = ['time_embed.', 'label_emb.']
+        names = ['out.']
+        if self.trainable_from is not None:
+            names += ['time_embed.', 'label_emb.']
         specs = self.unet.block_specs()
         for spec in specs:
-            if spec.index < self.trainable_from:
+            before = self.trainable_from is not None and spec.index < self.trainable_from
+            if before or spec.index > max(self.blocks):
                 names.append(block_module_name(spec, specs) + '.')
         return tuple(names)
 

@@ -7,13 +7,13 @@ from mmengine.registry import MODELS
 
 from mmdiffssl.models.ddpm_objective import DDPMObjective
 from mmdiffssl.models.diffusion import DiffusionSchedule
-from mmdiffssl.models.noise import DiffusionNoise
+from mmdiffssl.models.noise import DiffusionNoise, GeneratorStateMixin
 from mmdiffssl.models.unets import adm_flags_from, build_adm_unet
 
 SAMPLERS = ('uniform', 'loss-second-moment')
 
 
-class TimestepSampler(nn.Module):
+class TimestepSampler(GeneratorStateMixin, nn.Module):
     """Draws training timesteps, uniformly or by importance (guided-diffusion's schemes).
 
     'loss-second-moment' keeps the last ``history`` losses of every timestep; once each
@@ -66,11 +66,6 @@ class TimestepSampler(nn.Module):
                 self.loss_history[step, self.loss_counts[step]] = loss
                 self.loss_counts[step] += 1
 
-    def get_extra_state(self):
-        return {'generator_state': self.generator.get_state()}
-
-    def set_extra_state(self, state):
-        self.generator.set_state(state['generator_state'])
 
 
 @MODELS.register_module()

@@ -172,6 +172,12 @@ def test_trainable_from_and_checkpointing_match():
         assert any(n.startswith('input_blocks.2.') for n in frozen)
         assert not any(n.startswith('input_blocks.3.') for n in frozen)
         assert any(n.startswith('time_embed.') for n in frozen)
+        # Blocks after the deepest output (9: output_blocks.1) and `out` are frozen, and every
+        # parameter that trains gets a gradient (nothing unused under DDP).
+        assert any(n.startswith('output_blocks.2.') for n in frozen)
+        assert any(n.startswith('out.') for n in frozen)
+        assert not any(n.startswith('output_blocks.1.') for n in frozen)
+        assert all(p.grad is not None for p in bb.unet.parameters() if p.requires_grad)
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6)

@@ -1,0 +1,146 @@
+"""Training-step time and peak memory of the Mask R-CNN / UPerNet configs (synthetic data).
+
+Used by ``test_dense_gpu.py`` (the issue's GPU measurements: Mask R-CNN with adm-256-uncond
+at 1024 x 1024 batch 2, frozen and fine-tuned with checkpointing; UPerNet at 512 x 512) and
+dry-run on CPU with a tiny U-Net by ``test_dense_bench_cpu`` there.
+
+The model is built from the config as is (full adm-256-uncond unless ``arch`` is given),
+without ``checkpoint=`` (random re-drawn weights: same compute), with the config's own
+optimizer wrapper (so AMP configs run AMP), and trained on one synthetic batch of random
+pixels (mmdet: ``demo_mm_inputs`` with 10 boxes and masks per image; mmseg: random label
+maps) for ``warmup + steps`` iterations. Peak memory is ``torch.cuda.max_memory_allocated``
+over all of them.
+"""
+import copy
+import importlib
+import os.path as osp
+import statistics
+import time
+
+import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import MODELS, init_default_scope
+
+from mmdiffssl.models.backbones.adm_backbone import pyramid_blocks
+from mmdiffssl.models.unets import adm_flags_from, build_adm_unet
+
+GIB = 2**30
+
+
+def _specs(arch):
+    with torch.device('meta'):
+        return {s.index: s for s in build_adm_unet(adm_flags_from(arch)).block_specs()}
+
+
+def _blocks(blocks, specs):
+    return list(pyramid_blocks(list(specs.values()))) if blocks == 'pyramid' else list(blocks)
+
+
+def model_cfg_for(cfg, scope, arch=None):
+    """The config's model without weights; with ``arch``, the U-Net is replaced (the same
+    blocks by stride) and the neck/heads' in_channels follow it."""
+    model = copy.deepcopy(cfg.model)
+    bb = model.backbone
+    bb.checkpoint = None
+    bb.random_init = 'redraw'
+    if arch is None:
+        return model
+    full = _specs(bb.arch)
+    strides = [full[b].stride for b in _blocks(bb.blocks, full)]
+    small = _specs(arch)
+    bb.arch = dict(arch)
+    if bb.blocks != 'pyramid':
+        bb.blocks = list(pyramid_blocks(list(small.values()), strides))
+    channels = [small[b].channels for b in _blocks(bb.blocks, small)]
+    if scope == 'mmdet':
+        model.neck.in_channels = channels if model.neck.type == 'FPN' else channels[0]
+    else:
+        model.decode_head.in_channels = channels
+        model.auxiliary_head.in_channels = channels[model.auxiliary_head.in_index]
+    return model
+
+
+def synthetic_batch(scope, batch, size, generator):
+    if scope == 'mmdet':
+        from mmdet.testing import demo_mm_inputs
+        torch.manual_seed(int(torch.randint(0, 2**31, (1, ), generator=generator)))
+        return demo_mm_inputs(batch_size=batch, image_shapes=[(3, size, size)] * batch,
+                              num_items=[10] * batch, num_classes=80, with_mask=True)
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append(torch.randint(0, 256, (3, size, size), dtype=torch.uint8,
+                                    generator=generator))
+        sample = SegDataSample()
+        sample.gt_sem_seg = PixelData(
+            data=torch.randint(0, 150, (1, size, size), generator=generator))
+        sample.set_metainfo(dict(img_shape=(size, size), ori_shape=(size, size),
+                                 pad_shape=(size, size)))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def measure_train_step(config, device='cuda', batch=2, size=None, steps=10, warmup=3,
+                       arch=None, backbone=None):
+    """Seconds per training iteration and peak GPU memory of ``config``.
+
+    Args:
+        config (str): config path.
+        device (str): 'cuda' or 'cpu'.
+        batch (int): images per iteration (the configs' per-GPU batch is 2).
+        size (int, optional): square image side; default 1024 (mmdet) or 512 (mmseg).
+        steps, warmup (int): timed and untimed iterations.
+        arch (dict, optional): replace the U-Net (CPU dry runs).
+        backbone (dict, optional): backbone overrides, e.g. ``dict(trainable_from=19)``.
+
+    Returns:
+        dict: config, device, batch, size, s_per_iter (median), peak_gib (None on CPU),
+        trainable_params, backbone_trainable_params.
+    """
+    cfg = Config.fromfile(config)
+    scope = cfg.default_scope
+    importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
+    init_default_scope(scope)
+    size = size or (1024 if scope == 'mmdet' else 512)
+    model_cfg = model_cfg_for(cfg, scope, arch)
+    model_cfg.backbone.update(backbone or {})
+    # the configs pad every training batch to 1024 x 1024 (mmdet) / 512 x 512 (mmseg)
+    pre = model_cfg.data_preprocessor
+    if scope == 'mmdet':
+        for aug in pre.get('batch_augments') or []:
+            if aug.get('type') == 'BatchFixedSizePad':
+                aug['size'] = (size, size)
+    elif pre.get('size'):
+        pre['size'] = (size, size)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    model.to(device).train()
+    optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+    data = synthetic_batch(scope, batch, size, torch.Generator().manual_seed(0))
+    cuda = device.startswith('cuda')
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(warmup + steps):
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        model.train_step(copy.copy(data), optim_wrapper)
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    result = dict(
+        config=osp.basename(config), device=torch.cuda.get_device_name() if cuda else 'cpu',
+        batch=batch, size=size, backbone=backbone or {},
+        s_per_iter=statistics.median(times[warmup:]),
+        peak_gib=torch.cuda.max_memory_allocated() / GIB if cuda else None,
+        trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        backbone_trainable_params=sum(p.numel() for p in model.backbone.parameters()
+                                      if p.requires_grad))
+    del model, optim_wrapper
+    if cuda:
+        torch.cuda.empty_cache()
+    return result

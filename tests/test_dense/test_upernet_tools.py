@@ -1,0 +1,151 @@
+"""UPerNet on the diffusion pyramid (CPU): overfit + evaluation through the tools, and a
+resumed training that repeats a straight one bit for bit (fresh noise included).
+
+The real fine-tuning config (upernet_adm-256-uncond-pyramid-ft-cp_8xb2-80k_ade20k-512x512.py)
+is inherited by a small config for a generated 2-image ADE20K-layout dataset (mmseg's
+ADE20KDataset, reduce_zero_label=True: label 0 is ignored, 1..3 become classes 0..2).
+"""
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, run_tool
+from dense_data import make_ade_shapes, tiny_upernet_cfg
+
+pytest.importorskip('mmseg')
+
+from mmengine.config import Config  # noqa: E402
+from mmengine.hooks import Hook  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+from mmdiffssl.models.noise import DiffusionNoise  # noqa: E402
+
+ENV = {'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}   # see tests/test_configs/folder_run.py
+ITERS = 60
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_upernet_overfits_and_draws(tmp_path):
+    root = make_ade_shapes(str(tmp_path / 'ade'))
+    config = tiny_upernet_cfg(root, ITERS)
+    work = str(tmp_path / 'work')
+    run_tool(['tools/train.py', config, '--work-dir', work], env=ENV)
+    checkpoint = osp.join(work, f'iter_{ITERS}.pth')
+    assert osp.isfile(checkpoint)
+    out = osp.join(work, 'metrics.json')
+    run_tool(['tools/test.py', config, checkpoint, '--work-dir', work, '--out', out,
+              '--cfg-options', 'default_hooks.visualization.draw=True',
+              'default_hooks.visualization.interval=1'], env=ENV)
+    with open(out) as f:
+        metrics = json.load(f)
+    print('upernet test metrics:', metrics)
+    # 3 classes present out of 150: chance is ~0; one class everywhere would be < 34
+    assert metrics['mIoU'] > 60, metrics
+
+    import cv2
+    drawn = sorted(glob.glob(osp.join(work, '*', 'vis_data', 'vis_image', '*.png')))
+    assert len(drawn) == 2, drawn
+    for path in drawn:
+        img = cv2.imread(path)
+        assert img is not None and img.shape[0] == 64 and img.shape[2] == 3
+
+
+class RecordLosses(Hook):
+    def __init__(self):
+        self.losses = {}
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self.losses[runner.iter] = {k: float(v) for k, v in outputs.items()}
+
+
+def run(cfg):
+    runner = Runner.from_cfg(cfg)
+    record = RecordLosses()
+    runner.register_hook(record, priority='LOWEST')
+    runner.train()
+    return runner, record.losses
+
+
+def make_cfg(root, work_dir, iters):
+    cfg = Config.fromfile(tiny_upernet_cfg(root, iters, noise='fresh'))
+    cfg.work_dir = str(work_dir)
+    cfg.log_level = 'WARNING'
+    cfg.default_hooks.logger.interval = 1
+    return cfg
+
+
+def assert_states_equal(actual, expected):
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, dict):
+            assert_states_equal(actual[key], value)
+        elif torch.is_tensor(value):
+            assert torch.equal(actual[key], value), key
+        else:
+            assert actual[key] == value, key
+
+
+def test_resume_repeats_straight_run_with_fresh_noise(tmp_path):
+    root = make_ade_shapes(str(tmp_path / 'ade'))
+    straight, straight_losses = run(make_cfg(root, tmp_path / 'straight', 4))
+    assert straight.model.backbone.noise.mode == 'fresh'
+    assert not straight.model.backbone.frozen
+
+    run(make_cfg(root, tmp_path / 'split', 2))
+    cfg = make_cfg(root, tmp_path / 'split', 4)
+    cfg.resume = True
+    cfg.load_from = osp.join(tmp_path, 'split', 'iter_2.pth')
+    resumed, resumed_losses = run(cfg)
+
+    assert sorted(resumed_losses) == [2, 3]
+    for it in (2, 3):
+        assert resumed_losses[it] == straight_losses[it], it
+    assert_states_equal(resumed.model.state_dict(), straight.model.state_dict())
+    # the noise generator is part of that state, and it moved during training
+    gen = resumed.model.backbone.noise.generator.get_state()
+    assert torch.equal(gen, straight.model.backbone.noise.generator.get_state())
+    assert not torch.equal(gen, torch.Generator().manual_seed(0).get_state())
+
+
+# mmengine's Runner broadcasts every state_dict() entry from rank 0 after init_weights();
+# DiffusionNoise keeps its generator state as a dict in `_extra_state`, which cannot be
+# broadcast ("'dict' object has no attribute 'contiguous'"), so no ADMBackbone model starts
+# under torchrun until that state is a tensor (mmdiffssl/models/noise.py).
+NOISE_STATE_BROADCASTABLE = torch.is_tensor(DiffusionNoise('fresh').get_extra_state())
+
+
+@pytest.mark.xfail(not NOISE_STATE_BROADCASTABLE, strict=True,
+                   reason='DiffusionNoise._extra_state is a dict: mmengine cannot broadcast it')
+def test_fine_tuning_under_torchrun_two_cpu_ranks(tmp_path):
+    """2 ranks (gloo) train the fine-tuning config: DDP with find_unused_parameters (U-Net
+    blocks after the deepest one get no gradient) runs, and both ranks end equal."""
+    root = make_ade_shapes(str(tmp_path / 'ade'))
+    config = tmp_path / 'dump_weights.py'
+    config.write_text(f"_base_ = {tiny_upernet_cfg(root, 3)!r}\n"
+                      "custom_imports = dict(imports=['mmdiffssl', 'weight_dump_hook'])\n"
+                      "custom_hooks = [dict(type='WeightDumpHook')]\n")
+    work = str(tmp_path / 'work')
+    env = dict(os.environ, PYTHON=sys.executable, PORT='29641', **ENV,
+               PYTHONPATH=os.pathsep.join([ROOT, osp.join(ROOT, 'tests', 'helpers')]))
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools/dist_train.sh'), str(config), '2',
+                           '--work-dir', work], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    w0 = torch.load(osp.join(work, 'rank0_weights.pth'))
+    w1 = torch.load(osp.join(work, 'rank1_weights.pth'))
+    assert any(k.startswith('backbone.unet.') for k in w0)
+    for key in w0:
+        assert torch.equal(w0[key], w1[key]), key
