@@ -78,6 +78,8 @@ class GeneratorStateMixin:
         return self.generator.get_state()
 
     def set_extra_state(self, state):
+        if isinstance(state, dict):  # checkpoints written before the state became a tensor
+            state = state['generator_state']
         self.generator.set_state(state.cpu())
 
 
