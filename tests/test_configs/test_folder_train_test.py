@@ -1,10 +1,9 @@
-"""End to end: tools/train.py + tools/test.py with the difformer and diffeed configs
-on a generated image folder.
+"""End to end: tools/train.py + tools/test.py with every head's folder config on a generated
+image folder.
 
 configs/diffssl/<head>_adm-tiny_1xb16-4e_folder-32px.py: a random (re-drawn) tiny ADM, 64
 training images of 4 easy classes (folder_run.py), 4 epochs of batch 16 (16 iterations); the
 head must reach >= 95% top-1 (mmpretrain's Accuracy, from tools/test.py) on 32 held-out images.
-The six heads are split over three files to keep each file short.
 """
 import pytest
 
@@ -18,7 +17,7 @@ def image_folder(tmp_path_factory):
     return make_image_folder(str(tmp_path_factory.mktemp('image_folder')))
 
 
-@pytest.mark.parametrize('head', ['difformer', 'diffeed'])
+@pytest.mark.parametrize('head', ['linear', 'mlp', 'cnn', 'attention', 'difformer', 'diffeed'])
 def test_train_then_test_learns(head, image_folder, tmp_path):
     metrics, log = train_and_test(head, image_folder, str(tmp_path / 'work'))
     assert metrics['accuracy/top1'] >= 95.0, (metrics, log[-3000:])
