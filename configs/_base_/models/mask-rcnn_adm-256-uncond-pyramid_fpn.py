@@ -4,7 +4,7 @@
 # blocks 30, 27, 24, 21 with 512, 512, 1024, 1024 channels; `python tools/print_blocks.py
 # adm-256-uncond`), of the image noised to t=100 (see configs/mask_rcnn/README.md for why).
 # FPN adds the stride-64 level for the RPN by max-pooling, as with ResNet.
-_base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
+_base_ = ['mmdet::_base_/models/mask-rcnn_r50_fpn.py', './adm-256-uncond_pyramid.py']
 custom_imports = dict(imports=['mmdiffssl'], allow_failed_imports=False)
 
 model = dict(
@@ -25,19 +25,6 @@ model = dict(
             dict(type='BatchFixedSizePad', size=(1024, 1024), img_pad_value=0,
                  pad_mask=True, mask_pad_value=0, pad_seg=False)
         ]),
-    backbone=dict(
-        _delete_=True,
-        type='ADMBackbone',
-        arch='adm-256-uncond',
-        checkpoint='checkpoints/256x256_diffusion_uncond.pt',
-        blocks='pyramid',
-        timesteps=(100, ),
-        # 'fixed': a noise field that depends only on the pixel position, so an image's
-        # features do not depend on its batch, padding or the number of GPUs (evaluation
-        # is reproducible); 'fresh' draws new noise every step (the paper's protocol)
-        noise='fixed',
-        frozen=True,
-        with_cp=False,
-        dtype='fp32'),
+    backbone={{_base_.adm_pyramid_backbone}},
     # channels of blocks 30, 27, 24, 21 (ADMBackbone.out_channels)
     neck=dict(in_channels=[512, 512, 1024, 1024], out_channels=256, num_outs=5))

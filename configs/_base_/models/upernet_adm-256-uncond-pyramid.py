@@ -2,7 +2,7 @@
 # (256x256_diffusion_uncond.pt; put it in checkpoints/): the last decoder block at strides
 # 4, 8, 16, 32 (blocks 30, 27, 24, 21: 512, 512, 1024, 1024 channels) of the image noised
 # to t=100; auxiliary FCN head on output 2 (block 24, stride 16).
-_base_ = 'mmseg::_base_/models/upernet_r50.py'
+_base_ = ['mmseg::_base_/models/upernet_r50.py', './adm-256-uncond_pyramid.py']
 custom_imports = dict(imports=['mmdiffssl'], allow_failed_imports=False)
 
 data_preprocessor = dict(
@@ -21,17 +21,7 @@ model = dict(
     data_preprocessor=data_preprocessor,
     # mmseg's EncoderDecoder would pass `pretrained` into the backbone
     pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type='ADMBackbone',
-        arch='adm-256-uncond',
-        checkpoint='checkpoints/256x256_diffusion_uncond.pt',
-        blocks='pyramid',
-        timesteps=(100, ),
-        noise='fixed',
-        frozen=True,
-        with_cp=False,
-        dtype='fp32'),
+    backbone={{_base_.adm_pyramid_backbone}},
     decode_head=dict(in_channels=[512, 512, 1024, 1024], in_index=[0, 1, 2, 3],
                      channels=512, num_classes=150),
     auxiliary_head=dict(in_channels=1024, in_index=2, channels=256, num_classes=150),
