@@ -332,16 +332,55 @@ class ADMBackbone(BaseModule):
         blocks = self.blocks if blocks is None else tuple(blocks)
         timesteps = self.timesteps if timesteps is None else tuple(timesteps)
         self._check_timesteps(timesteps)
-        if x.dim() != 4:
-            raise ValueError(f'expected a (B, C, H, W) image batch, got shape {tuple(x.shape)}')
+        self._check_image(x)
         n_t, batch = len(timesteps), x.shape[0]
         t_batch = torch.tensor(timesteps, device=x.device).repeat_interleave(batch)
-        y = None
-        if self.class_label is not None:
-            y = torch.full((n_t * batch,), self.class_label, device=x.device, dtype=torch.long)
         if injections:
             injections = {b: v if v.shape[0] == n_t * batch else v.repeat(n_t, 1, 1, 1)
                           for b, v in injections.items()}
+
+        def noised(draw):
+            return torch.cat([self._q_sample(x, t, draw, keys) for t in timesteps])
+        feats = self._run_unet(noised, x, t_batch, blocks, injections)
+        return {b: f.unflatten(0, (n_t, batch)) for b, f in feats.items()}
+
+    def intermediates_at(self, x, t, blocks=None, injections=None, keys=None):
+        """Like :meth:`intermediates` with one timestep per image (e.g. a learned policy's).
+
+        Args:
+            x (Tensor): ``(B, 3, H, W)`` RGB in [-1, 1].
+            t (Tensor): ``(B,)`` integer timesteps in [0, diffusion_steps).
+            blocks (Sequence[int], optional): blocks to return; default ``self.blocks``.
+            injections (Mapping[int, Tensor], optional): ``(B, C_b, H_b, W_b)`` per block.
+            keys (Tensor, optional): ``(B,)`` image keys for 'fixed'/'ensemble' noise.
+
+        Returns:
+            dict[int, Tensor]: block -> ``(B, C_b, H_b, W_b)``, image i noised to ``t[i]``.
+        """
+        blocks = self.blocks if blocks is None else tuple(blocks)
+        self._check_image(x)
+        if not torch.is_tensor(t) or t.shape != (x.shape[0],):
+            raise ValueError(f't must be a ({x.shape[0]},) tensor of timesteps, one per image; '
+                             f'got {t if not torch.is_tensor(t) else tuple(t.shape)}')
+        self._check_timesteps(t.tolist())
+        t = t.to(device=x.device, dtype=torch.long)
+        return self._run_unet(lambda draw: self._q_sample(x, t, draw, keys), x, t, blocks,
+                              injections)
+
+    @staticmethod
+    def _check_image(x):
+        if x.dim() != 4:
+            raise ValueError(f'expected a (B, C, H, W) image batch, got shape {tuple(x.shape)}')
+
+    def _run_unet(self, noised, x, t_batch, blocks, injections):
+        """U-Net features of ``noised(draw)`` at ``t_batch``, averaged over noise draws.
+
+        Returns:
+            dict[int, Tensor]: block -> ``(N, C_b, H_b, W_b)`` float32, N = ``len(t_batch)``.
+        """
+        y = None
+        if self.class_label is not None:
+            y = torch.full((len(t_batch),), self.class_label, device=x.device, dtype=torch.long)
         checkpoint_fn = None
         if self.with_cp and torch.is_grad_enabled():
             def checkpoint_fn(block, h, emb):
@@ -351,7 +390,7 @@ class ADMBackbone(BaseModule):
         out = None
         with torch.set_grad_enabled(torch.is_grad_enabled() and self._graph_needed(x, injections)):
             for draw in range(self.noise.num_draws):
-                x_t = torch.cat([self._q_sample(x, t, draw, keys) for t in timesteps])
+                x_t = noised(draw)
                 if self.compile_kwargs is not None and checkpoint_fn is None:
                     feats = self._compiled_features(x_t, t_batch, blocks, y, injections)
                 else:
@@ -360,7 +399,7 @@ class ADMBackbone(BaseModule):
                         feats = self.unet.forward_intermediates(
                             x_t, t_batch, blocks, y=y, stop_early=True,
                             injections=injections, checkpoint_fn=checkpoint_fn)
-                feats = {b: f.float().unflatten(0, (n_t, batch)) for b, f in feats.items()}
+                feats = {b: f.float() for b, f in feats.items()}
                 out = feats if out is None else {b: out[b] + feats[b] for b in blocks}
         if self.noise.num_draws > 1:
             out = {b: f / self.noise.num_draws for b, f in out.items()}

@@ -136,6 +136,22 @@ def test_timesteps_batched_equal_separate():
             torch.testing.assert_close(both[b][i], one[b][0], rtol=1e-5, atol=1e-5)
 
 
+def test_per_image_timesteps_equal_rows_of_batched_timesteps():
+    """intermediates_at(x, t) with t = (10, 500) is row i of intermediates at t[i]."""
+    bb = tiny_backbone(blocks=(9, 4), timesteps=(10, 500)).eval()
+    x = images(2)
+    both = bb.intermediates(x)
+    per_image = bb.intermediates_at(x, torch.tensor([10, 500]))
+    for b in (9, 4):
+        assert per_image[b].shape == both[b].shape[1:]
+        torch.testing.assert_close(per_image[b][0], both[b][0][0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(per_image[b][1], both[b][1][1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match='1000'):
+        bb.intermediates_at(x, torch.tensor([10, 1000]))
+    with pytest.raises(ValueError, match='one per image'):
+        bb.intermediates_at(x, torch.tensor([10]))
+
+
 def test_injection_of_zeros_changes_nothing_and_grad_flows():
     bb = tiny_backbone(blocks=(9, )).eval()
     x = images(2)
