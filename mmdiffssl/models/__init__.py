@@ -1,10 +1,11 @@
-"""Models: U-Nets, noise, backbones, necks, heads and pretrainers (registered on import).
+"""Models: U-Nets, noise, backbones, necks, heads, distillers, pretrainers (registered on import).
 
 Heads and classifiers register only when mmpretrain is installed, necks only with mmcv; the
-backbones and the pretrainer need torch and mmengine alone.
+backbones, the distiller and the pretrainer need torch and mmengine alone.
 """
-from . import backbones, classifiers, heads, necks, pretrainers  # noqa: F401
+from . import backbones, classifiers, distillers, heads, necks, pretrainers  # noqa: F401
 from .backbones import ADMBackbone, ShapeSpec
+from .distillers import RepFusionDistiller
 from .pretrainers import DDPMPretrainer
 
-__all__ = ['ADMBackbone', 'ShapeSpec', 'DDPMPretrainer']
+__all__ = ['ADMBackbone', 'ShapeSpec', 'DDPMPretrainer', 'RepFusionDistiller']

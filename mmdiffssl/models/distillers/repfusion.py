@@ -1,0 +1,183 @@
+"""RepFusionDistiller: a diffusion U-Net's features at a (learned) timestep into a small student.
+
+RepFusion ("Diffusion Model as Representation Learner", ICCV 2023): the frozen teacher is a
+diffusion backbone read at one block; for each image a timestep policy picks t, the teacher's
+feature of that image at t is the target, and the student (any mmpretrain backbone) learns to
+predict it through a 1x1 projection. A learned policy is rewarded by how well an auxiliary
+classifier on the teacher's pooled feature at t predicts the label.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.registry import MODELS
+
+from .distill_losses import DISTILL_LOSSES, PROJECTED_LOSSES
+
+
+@MODELS.register_module()
+class RepFusionDistiller(BaseModel):
+    """Distils a frozen diffusion backbone's block feature at timestep t into a student.
+
+    Args:
+        teacher (dict): the diffusion backbone config, e.g. ``ADMBackbone``; it must be
+            frozen. Its ``noise`` mode applies ('none' = RepFusion's clean-image variant).
+        student (dict): any backbone config returning a tuple of maps (mmpretrain's
+            ``ResNet``, ``ResNet_CIFAR``, ``MobileNetV2``, ...).
+        timestep_policy (dict): ``FixedTimestep``, ``UniformTimestep`` or
+            ``LearnedTimestepPolicy``; its timesteps are checked against the teacher's range.
+        teacher_block (int, optional): the teacher block distilled; default the first of the
+            teacher's ``blocks``.
+        student_index (int): which student output is distilled (default the last).
+        student_channels (int, optional): channels of that output; inferred by a forward of
+            a zero image at the teacher's image size when None.
+        distill_loss (str): 'pooled_mse' (default), 'spatial_mse' or 'attention'.
+        distill_weight (float): weight of the distillation loss.
+        num_classes (int, optional): classes of the auxiliary classifier on the teacher's
+            pooled feature; required by a learned policy (its reward is the classifier's
+            negative cross-entropy at the drawn timestep).
+        aux_hidden_channels (int, optional): hidden width of the auxiliary classifier (an
+            MLP); None makes it linear.
+        data_preprocessor (dict, optional): maps pixels to the teacher's [-1, 1].
+        init_cfg (dict, optional): mmengine init config.
+
+    Shapes: inputs ``(B, 3, H, W)`` in [-1, 1]; the teacher block's feature
+    ``(B, C_t, H_t, W_t)``; the student's ``(B, C_s, H_s, W_s)`` is projected by a 1x1 conv
+    to ``C_t`` for the MSE losses. ``mode='tensor'`` returns the student's output tuple.
+
+    Losses (``mode='loss'``): ``loss_distill``; with a learned policy also ``loss_aux_cls``
+    (trains the auxiliary classifier), ``loss_policy`` (REINFORCE) and the logged scalars
+    ``reward``, ``policy_entropy`` and ``policy_mean_t`` (expected timestep).
+    """
+
+    def __init__(self,
+                 teacher,
+                 student,
+                 timestep_policy=dict(type='FixedTimestep', timestep=150),
+                 teacher_block=None,
+                 student_index=-1,
+                 student_channels=None,
+                 distill_loss='pooled_mse',
+                 distill_weight=1.0,
+                 num_classes=None,
+                 aux_hidden_channels=None,
+                 data_preprocessor=None,
+                 init_cfg=None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.teacher = MODELS.build(teacher)
+        if not getattr(self.teacher, 'frozen', False):
+            raise ValueError('the RepFusion teacher must be frozen: set teacher.frozen=True')
+        self.student = MODELS.build(student)
+        self.timestep_policy = MODELS.build(timestep_policy)
+        self.teacher._check_timesteps(self.timestep_policy.candidates())
+
+        specs = {s.index: s for s in self.teacher.unet.block_specs()}
+        self.teacher_block = int(teacher_block if teacher_block is not None
+                                 else self.teacher.blocks[0])
+        if self.teacher_block not in specs:
+            raise ValueError(f'teacher_block {self.teacher_block} is not a block of the '
+                             f'teacher (1..{len(specs)})')
+        teacher_channels = specs[self.teacher_block].channels
+        self.student_index = int(student_index)
+
+        if distill_loss not in DISTILL_LOSSES:
+            raise ValueError(f"distill_loss='{distill_loss}' is not one of "
+                             f'{tuple(DISTILL_LOSSES)}')
+        self.distill_loss = distill_loss
+        self.distill_weight = float(distill_weight)
+        self.projector = None
+        if distill_loss in PROJECTED_LOSSES:
+            if student_channels is None:
+                student_channels = self._infer_student_channels()
+            self.projector = nn.Conv2d(int(student_channels), teacher_channels, 1)
+
+        self.aux_head = None
+        if self.timestep_policy.learned:
+            if num_classes is None:
+                raise ValueError('a learned timestep policy needs num_classes: its reward is '
+                                 'the auxiliary classifier\'s cross-entropy on the labels')
+            if aux_hidden_channels:
+                self.aux_head = nn.Sequential(
+                    nn.Linear(teacher_channels, aux_hidden_channels), nn.ReLU(inplace=True),
+                    nn.Linear(aux_hidden_channels, num_classes))
+            else:
+                self.aux_head = nn.Linear(teacher_channels, num_classes)
+
+    def _infer_student_channels(self):
+        size = self.teacher.flags['image_size']
+        device = next(self.student.parameters()).device
+        was_training = self.student.training
+        self.student.eval()
+        with torch.no_grad():
+            out = self.student(torch.zeros(2, 3, size, size, device=device))
+        self.student.train(was_training)
+        return self._pick(out).shape[1]
+
+    def _pick(self, student_out):
+        if not isinstance(student_out, (tuple, list)):
+            student_out = (student_out, )
+        if not -len(student_out) <= self.student_index < len(student_out):
+            raise ValueError(f'student_index {self.student_index} is outside the student\'s '
+                             f'{len(student_out)} outputs')
+        return student_out[self.student_index]
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'tensor':
+            return self.student(inputs)
+        raise ValueError(f"RepFusionDistiller has modes 'loss' and 'tensor', not '{mode}': "
+                         'a distiller predicts nothing; evaluate the student after stage two '
+                         '(configs/repfusion/README.md)')
+
+    def teacher_features(self, inputs, timesteps):
+        """The teacher block's feature of each image at its timestep: ``(B, C_t, H_t, W_t)``."""
+        with torch.no_grad():
+            return self.teacher.intermediates_at(inputs, timesteps,
+                                                 blocks=(self.teacher_block, ))[self.teacher_block]
+
+    def loss(self, inputs, data_samples):
+        """Distillation (+ policy) losses for a batch; see the class docstring."""
+        policy = self.timestep_policy(inputs)
+        target = self.teacher_features(inputs, policy.timesteps)
+        student = self._pick(self.student(inputs))
+        if self.projector is not None:
+            student = self.projector(student)
+        loss_fn = DISTILL_LOSSES[self.distill_loss]
+        losses = dict(loss_distill=self.distill_weight * loss_fn(student, target.detach()))
+
+        if self.timestep_policy.learned:
+            labels = torch.cat([s.gt_label for s in data_samples]).to(inputs.device)
+            losses.update(policy_losses(self.timestep_policy, self.aux_head, policy, target,
+                                        labels))
+        return losses
+
+
+def policy_losses(policy, aux_head, output, target, labels):
+    """RepFusion's losses for a learned timestep policy.
+
+    The auxiliary classifier reads the teacher's pooled feature at each image's drawn
+    timestep; its cross-entropy trains it (``loss_aux_cls``), and minus that cross-entropy is
+    the policy's reward (``loss_policy``, REINFORCE with baseline and entropy bonus).
+
+    Args:
+        policy (LearnedTimestepPolicy): the policy that drew ``output``.
+        aux_head (nn.Module): ``(B, C_t)`` -> ``(B, num_classes)`` logits.
+        output (PolicyOutput): the policy's training output for the batch.
+        target (Tensor): the teacher's feature ``(B, C_t, H_t, W_t)`` at the drawn timesteps.
+        labels (Tensor): ``(B,)`` class indices.
+
+    Returns:
+        dict: ``loss_aux_cls``, ``loss_policy`` and the logged ``reward``,
+        ``policy_entropy`` and ``policy_mean_t`` (the distribution's expected timestep).
+    """
+    logits = aux_head(target.detach().mean((2, 3)))
+    cross_entropy = F.cross_entropy(logits, labels, reduction='none')
+    reward = -cross_entropy.detach()
+    table = policy.timestep_table.to(output.probs.dtype)
+    return dict(loss_aux_cls=cross_entropy.mean(),
+                loss_policy=policy.reinforce_loss(output, reward),
+                reward=reward.mean(),
+                policy_entropy=output.entropy.detach().mean(),
+                policy_mean_t=(output.probs.detach() * table).sum(1).mean())

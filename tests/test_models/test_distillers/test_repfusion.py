@@ -1,0 +1,156 @@
+"""RepFusionDistiller and its timestep policies: the learned policy finds the informative
+timestep on a toy problem; losses, gradients, teacher targets and bad input on a real tiny
+ADMBackbone teacher with an mmpretrain student."""
+import copy
+
+import pytest
+import torch
+from mmengine.registry import MODELS, init_default_scope
+
+import mmdiffssl  # noqa: F401
+from mmdiffssl.models.distillers import (DISTILL_LOSSES, LearnedTimestepPolicy,
+                                         UniformTimestep)
+from mmdiffssl.models.distillers.repfusion import policy_losses
+
+pytest.importorskip('mmpretrain')
+
+TINY = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult='1,2,2',
+            attention_resolutions='16,8', num_head_channels=16, learn_sigma=False)
+TEACHER = dict(type='ADMBackbone', arch=TINY, blocks=(8, ), timesteps=(50, ), noise='none',
+               frozen=True, random_init='redraw')
+STUDENT = dict(type='mmpretrain.ResNet_CIFAR', depth=18, out_indices=(3, ))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def distiller(**kwargs):
+    init_default_scope('mmpretrain')
+    cfg = dict(type='RepFusionDistiller', teacher=copy.deepcopy(TEACHER), student=STUDENT,
+               timestep_policy=dict(type='FixedTimestep', timestep=50))
+    cfg.update(kwargs)
+    return MODELS.build(cfg)
+
+
+def samples(labels):
+    from mmpretrain.structures import DataSample
+    return [DataSample().set_gt_label(int(y)) for y in labels]
+
+
+def images(batch=4, seed=0):
+    return torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_learned_policy_moves_to_the_informative_timestep():
+    """Toy problem: only at t=200 does the 'teacher feature' carry the label (a scaled
+    one-hot plus noise); at 0, 100 and 300 it is noise. Starting uniform (0.25 each), the
+    policy's mass on t=200 must grow past 0.6 through RepFusion's reward."""
+    torch.manual_seed(0)
+    candidates = (0, 100, 200, 300)
+    num_classes, channels = 4, 8
+    policy = LearnedTimestepPolicy(candidates=candidates, width=4, entropy_coef=0.01)
+    aux_head = torch.nn.Linear(channels, num_classes)
+    optimizer = torch.optim.Adam(list(policy.parameters()) + list(aux_head.parameters()),
+                                 lr=0.05)
+    policy.train()
+    x = images(32)
+    start = policy(x).probs.mean(0)
+    torch.testing.assert_close(start, torch.full((4, ), 0.25))
+    for _ in range(150):
+        labels = torch.randint(0, num_classes, (32, ))
+        out = policy(x)
+        target = torch.randn(32, channels, 2, 2)
+        informative = out.timesteps == 200
+        target[informative, :num_classes] += 4 * torch.nn.functional.one_hot(
+            labels[informative], num_classes).float()[:, :, None, None]
+        losses = policy_losses(policy, aux_head, out, target, labels)
+        optimizer.zero_grad()
+        (losses['loss_aux_cls'] + losses['loss_policy']).backward()
+        optimizer.step()
+    probs = policy.eval()(x).probs.mean(0)
+    assert probs[2] > 0.6, probs
+    assert (policy.eval()(x).timesteps == 200).all()
+
+
+def test_losses_gradients_and_teacher_target():
+    model = distiller(
+        timestep_policy=dict(type='LearnedTimestepPolicy', candidates=(10, 50, 400), width=4),
+        num_classes=3).train()
+    assert model.projector.in_channels == 512 and model.projector.out_channels == 64
+    x, labels = images(4), torch.tensor([0, 1, 2, 0])
+    losses = model(x, samples(labels), mode='loss')
+    assert set(losses) == {'loss_distill', 'loss_aux_cls', 'loss_policy', 'reward',
+                           'policy_entropy', 'policy_mean_t'}
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    for name, module in (('student', model.student), ('projector', model.projector),
+                         ('aux_head', model.aux_head), ('policy', model.timestep_policy)):
+        grads = [p.grad for p in module.parameters() if p.requires_grad]
+        assert grads and any(g is not None and g.abs().sum() > 0 for g in grads), name
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert not any(p.requires_grad for p in model.teacher.parameters())
+    # the target of image i is the teacher's block-8 feature at the timestep drawn for it
+    t = torch.tensor([10, 400, 50, 10])
+    target = model.teacher_features(x, t)
+    for i, step in enumerate(t.tolist()):
+        ref = model.teacher.intermediates(x[i:i + 1], timesteps=(step, ))[8][0]
+        torch.testing.assert_close(target[i:i + 1], ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('loss', sorted(DISTILL_LOSSES))
+def test_each_distill_loss_trains_the_student(loss):
+    model = distiller(distill_loss=loss).train()
+    assert (model.projector is None) == (loss == 'attention')
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.05)
+    x = images(8)
+    first = None
+    for _ in range(8):
+        value = model(x, samples([0] * 8), mode='loss')['loss_distill']
+        first = value.item() if first is None else first
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+    assert value.item() < first, (loss, first, value.item())
+
+
+def test_fixed_and_uniform_policies():
+    x = images(6)
+    model = distiller()
+    assert (model.timestep_policy(x).timesteps == 50).all()
+    uniform = UniformTimestep(low=10, high=20, seed=3).train()
+    drawn = uniform(x).timesteps
+    assert ((drawn >= 10) & (drawn < 20)).all()
+    state = copy.deepcopy(uniform.state_dict())
+    after = uniform(x).timesteps
+    resumed = UniformTimestep(low=10, high=20, seed=99)
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.train()(x).timesteps, after)
+
+
+def test_mode_tensor_returns_student_features_and_predict_is_refused():
+    model = distiller().eval()
+    out = model(images(2), mode='tensor')
+    assert isinstance(out, tuple) and out[0].shape == (2, 512, 4, 4)
+    with pytest.raises(ValueError, match='stage two'):
+        model(images(2), mode='predict')
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(teacher=dict(TEACHER, frozen=False)), 'frozen'),
+    (dict(timestep_policy=dict(type='FixedTimestep', timestep=1000)), '1000'),
+    (dict(timestep_policy=dict(type='LearnedTimestepPolicy', candidates=(10, 20))),
+     'num_classes'),
+    (dict(timestep_policy=dict(type='LearnedTimestepPolicy', candidates=(10, ))),
+     'at least 2'),
+    (dict(distill_loss='kl'), "'kl'"),
+    (dict(teacher_block=40), '40'),
+    (dict(student_index=3), 'student_index 3'),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        distiller(**kwargs)
