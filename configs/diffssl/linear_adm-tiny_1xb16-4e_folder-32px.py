@@ -5,34 +5,11 @@
 # Deviation from the paper's recipe to learn in a handful of iterations: SGD momentum 0.9.
 _base_ = [
     '../_base_/models/adm-tiny_32px.py',
+    '../_base_/datasets/image-folder_32px.py',
     '../_base_/schedules/diffssl_sgd-steplr-28e.py',
     '../_base_/default_runtime_cls.py',
 ]
 num_classes = 4
-data_root = 'data/image_folder'
-data_preprocessor = dict(
-    num_classes=num_classes, mean=[127.5, 127.5, 127.5], std=[127.5, 127.5, 127.5],
-    to_rgb=True)
-pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(32, 32)),
-    dict(type='PackInputs'),
-]
-train_dataloader = dict(
-    batch_size=16,
-    num_workers=2,
-    dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='train',
-                 pipeline=pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=True))
-val_dataloader = dict(
-    batch_size=32,
-    num_workers=2,
-    dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='val',
-                 pipeline=pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False))
-val_evaluator = dict(type='Accuracy', topk=(1, ))
-test_dataloader = val_dataloader
-test_evaluator = val_evaluator
 
 # Tiny ADM blocks: 1-6 encoder, 7 middle, 8-13 decoder; block 8 is 64 x 8 x 8 at 32px.
 model = dict(

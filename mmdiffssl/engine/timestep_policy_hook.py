@@ -17,8 +17,8 @@ class TimestepPolicyHook(Hook):
     iterations, so the bonus reaches zero at ``decay_end`` (RepFusion: 0.1 to 0 by epoch 100);
     the value is logged as ``entropy_coef``. After each epoch (or every ``interval``
     iterations) the policy's mean distribution over its candidate timesteps since the last
-    report is appended as one JSON line to ``<work_dir>/<out_file>`` and its most probable
-    timesteps are logged. Models without a learned policy are left alone.
+    report is appended as one JSON line to ``<work_dir>/<out_file>`` (with the number of
+    epochs and iterations done) and its most probable timesteps are logged. Models without a learned policy are left alone.
 
     Args:
         decay_end (int): epoch (or iteration) at which the entropy bonus reaches zero.
@@ -59,13 +59,13 @@ class TimestepPolicyHook(Hook):
 
     def after_train_epoch(self, runner):
         if self.by_epoch and self.every_n_epochs(runner, self.interval):
-            self._report(runner)
+            self._report(runner, epochs_done=runner.epoch + 1, iters_done=runner.iter)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if not self.by_epoch and self.every_n_train_iters(runner, self.interval):
-            self._report(runner)
+            self._report(runner, epochs_done=runner.epoch, iters_done=runner.iter + 1)
 
-    def _report(self, runner):
+    def _report(self, runner, epochs_done, iters_done):
         policy = self._policy(runner)
         probs = policy.pop_mean_probs() if policy is not None else None
         if probs is None:
@@ -75,10 +75,10 @@ class TimestepPolicyHook(Hook):
         top = probs.topk(min(self.top_k, len(timesteps)))
         named = ', '.join(f't={timesteps[i]}: {p:.3f}'
                           for p, i in zip(top.values.tolist(), top.indices.tolist()))
-        runner.logger.info(f'timestep policy (epoch {runner.epoch}, iter {runner.iter}): '
+        runner.logger.info(f'timestep policy after {epochs_done} epochs, {iters_done} iters: '
                            f'mean t {mean_t:.1f}; most probable {named}')
         if self.out_file and is_main_process():
-            record = dict(epoch=runner.epoch, iter=runner.iter, mean_t=mean_t,
+            record = dict(epoch=epochs_done, iter=iters_done, mean_t=mean_t,
                           entropy_coef=policy.entropy_coef, timesteps=list(timesteps),
                           probs=[round(p, 6) for p in probs.tolist()])
             with open(osp.join(runner.work_dir, self.out_file), 'a') as f:

@@ -38,7 +38,8 @@ class RepFusionDistiller(BaseModel):
             negative cross-entropy at the drawn timestep).
         aux_hidden_channels (int, optional): hidden width of the auxiliary classifier (an
             MLP); None makes it linear.
-        data_preprocessor (dict, optional): maps pixels to the teacher's [-1, 1].
+        data_preprocessor (dict, optional): maps pixels to the teacher's [-1, 1]
+            (mmpretrain's ``ClsDataPreprocessor`` unless a type is given).
         init_cfg (dict, optional): mmengine init config.
 
     Shapes: inputs ``(B, 3, H, W)`` in [-1, 1]; the teacher block's feature
@@ -63,6 +64,9 @@ class RepFusionDistiller(BaseModel):
                  aux_hidden_channels=None,
                  data_preprocessor=None,
                  init_cfg=None):
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor = dict(data_preprocessor)
+            data_preprocessor.setdefault('type', 'mmpretrain.ClsDataPreprocessor')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.teacher = MODELS.build(teacher)
         if not getattr(self.teacher, 'frozen', False):

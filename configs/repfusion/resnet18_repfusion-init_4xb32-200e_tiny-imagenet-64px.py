@@ -1,0 +1,14 @@
+# Stage two on Tiny-ImageNet: mmpretrain's ResNet-18 classifier (200 classes) from the
+# distilled student of repfusion-learned-t_adm-64_resnet18_4xb32-200e_tiny-imagenet-64px.py.
+_base_ = [
+    'mmpretrain::_base_/models/resnet18.py',
+    '../_base_/datasets/tiny-imagenet_diffssl-64px.py',
+    'mmpretrain::_base_/schedules/cifar10_bs128.py',
+    '../_base_/default_runtime_cls.py',
+]
+model = dict(
+    backbone=dict(init_cfg=dict(
+        type='Pretrained', prefix='student.',
+        checkpoint='work_dirs/repfusion-learned-t_adm-64_resnet18_4xb32-200e_tiny-imagenet-64px/'
+        'epoch_200.pth')),
+    head=dict(num_classes=200, topk=(1, 5)))

@@ -1,0 +1,137 @@
+"""RepFusion end to end: stage one through tools/train.py with a real (tiny, re-drawn)
+ADMBackbone teacher and a learned timestep policy; stage two loads the distilled student into
+downstream configs (tensors checked) and trains it.
+
+Stage one: configs/repfusion/repfusion-learned-t_adm-tiny_resnet18-cifar_1xb16-4e_folder-32px.py
+on a generated 4-class image folder (64 training images, 4 epochs of batch 16).
+"""
+import glob
+import json
+import os.path as osp
+
+import pytest
+import torch
+
+pytest.importorskip('mmpretrain')
+
+import mmdiffssl  # noqa: E402,F401  (allows mmengine checkpoints in torch.load)
+from conftest import ROOT, run_tool  # noqa: E402
+from test_configs.folder_run import ENV, make_image_folder  # noqa: E402
+
+STAGE_ONE = osp.join(ROOT, 'configs', 'repfusion',
+                     'repfusion-learned-t_adm-tiny_resnet18-cifar_1xb16-4e_folder-32px.py')
+STAGE_TWO = osp.join(ROOT, 'configs', 'repfusion',
+                     'resnet18-cifar_repfusion-init_1xb16-4e_folder-32px.py')
+UPERNET = osp.join(ROOT, 'configs', 'repfusion',
+                   'upernet_resnet18-repfusion-init_4xb4-80k_ade20k-512x512.py')
+
+
+def data_options(root, loaders=('train_dataloader', )):
+    return [f'{loader}.{key}' for loader in loaders
+            for key in (f'dataset.data_root={root}', 'num_workers=0')]
+
+
+def scalars(work_dir):
+    """Per-iteration training records of mmengine's LocalVisBackend (scalars.json)."""
+    path, = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope='module')
+def stage_one(tmp_path_factory):
+    root = make_image_folder(str(tmp_path_factory.mktemp('image_folder')))
+    work_dir = str(tmp_path_factory.mktemp('repfusion'))
+    run_tool(['tools/train.py', STAGE_ONE, '--work-dir', work_dir, '--cfg-options']
+             + data_options(root), env=ENV)
+    return root, work_dir
+
+
+def test_policy_trains_and_distillation_loss_falls(stage_one):
+    _, work_dir = stage_one
+    records = [r for r in scalars(work_dir) if 'loss_distill' in r]
+    assert len(records) == 16
+    distill = [r['loss_distill'] for r in records]
+    assert sum(distill[-4:]) < 0.7 * sum(distill[:4]), distill
+    assert all('loss_policy' in r and 'policy_mean_t' in r for r in records)
+    coef = [r['entropy_coef'] for r in records]
+    assert coef[0] == pytest.approx(0.1) and coef[-1] == pytest.approx(0.025), coef
+
+    # the hook logged the policy's mean distribution once per epoch, and it left uniform
+    with open(osp.join(work_dir, 'timestep_policy.jsonl')) as f:
+        reports = [json.loads(line) for line in f]
+    assert [r['epoch'] for r in reports] == [1, 2, 3, 4]
+    assert reports[0]['timesteps'] == list(range(0, 1000, 50))
+    probs = torch.tensor(reports[-1]['probs'])
+    assert probs.sum() == pytest.approx(1.0, abs=1e-4)
+    assert (probs - 1 / 20).abs().max() > 1e-3, probs
+
+    state = torch.load(osp.join(work_dir, 'epoch_4.pth'), map_location='cpu')['state_dict']
+    assert state['timestep_policy.logits.weight'].abs().sum() > 0   # zero-initialised
+    assert any(k.startswith('student.') for k in state)
+    assert any(k.startswith('teacher.unet.') for k in state)  # random teacher: no file
+
+
+def test_student_loads_into_stage_two_and_trains(stage_one, tmp_path):
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+
+    root, work_dir = stage_one
+    checkpoint = osp.join(work_dir, 'epoch_4.pth')
+    state = torch.load(checkpoint, map_location='cpu')['state_dict']
+    student = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
+
+    cfg = Config.fromfile(STAGE_TWO)
+    cfg.model.backbone.init_cfg.checkpoint = checkpoint
+    init_default_scope('mmpretrain')
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    loaded = model.backbone.state_dict()
+    assert set(loaded) == set(student)
+    for key, value in student.items():
+        assert torch.equal(loaded[key], value), key
+
+    out_dir = str(tmp_path / 'stage_two')
+    options = (['--cfg-options', f'model.backbone.init_cfg.checkpoint={checkpoint}']
+               + data_options(root, ('train_dataloader', 'val_dataloader', 'test_dataloader')))
+    run_tool(['tools/train.py', STAGE_TWO, '--work-dir', out_dir] + options, env=ENV)
+    log_file, = glob.glob(osp.join(out_dir, '*', '*.log'))
+    with open(log_file) as f:
+        assert f'PretrainedInit: load from {checkpoint}' in f.read()
+    records = scalars(out_dir)
+    losses = [r['loss'] for r in records if 'loss' in r]
+    assert len(losses) >= 2 and losses[-1] < 0.5 * losses[0], losses
+    accuracy = [r['accuracy/top1'] for r in records if 'accuracy/top1' in r]
+    assert accuracy and accuracy[-1] >= 95.0, records[-1]
+
+
+def test_imagenet_style_student_loads_into_upernet(tmp_path):
+    """A distiller with mmpretrain's ResNet-18 student saved as a Runner checkpoint loads
+    through the UPerNet config's init_cfg (prefix 'student.') tensor for tensor."""
+    pytest.importorskip('mmseg')
+    import mmseg.utils
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+
+    from test_models.test_distillers.test_repfusion import TEACHER
+    init_default_scope('mmpretrain')
+    distiller = MODELS.build(dict(
+        type='RepFusionDistiller', teacher=TEACHER,
+        student=dict(type='ResNet', depth=18, out_indices=(3, )),
+        timestep_policy=dict(type='FixedTimestep', timestep=50)))
+    for param in distiller.student.parameters():
+        torch.nn.init.normal_(param)
+    checkpoint = str(tmp_path / 'distilled.pth')
+    torch.save(dict(state_dict=distiller.state_dict()), checkpoint)
+
+    cfg = Config.fromfile(UPERNET)
+    cfg.model.backbone.init_cfg.checkpoint = checkpoint
+    mmseg.utils.register_all_modules(init_default_scope=False)
+    init_default_scope('mmseg')
+    segmentor = MODELS.build(cfg.model)
+    segmentor.init_weights()
+    loaded = segmentor.backbone.state_dict()
+    student = distiller.student.state_dict()
+    assert set(loaded) == set(student)
+    for key, value in student.items():
+        assert torch.equal(loaded[key], value), key
