@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -33,3 +34,13 @@ def fashion_mnist_root(tmp_path_factory):
     if not osp.isdir(DEBIAN_FASHION_MNIST):
         pytest.skip('needs Debian dataset-fashion-mnist (tools/setup_env.sh installs it)')
     return prepare_fashion_mnist(str(tmp_path_factory.mktemp('fashion_mnist')))
+
+
+@pytest.fixture(scope='module')
+def one_thread():
+    """One intra-op thread for a test module: small ops on 2 shared cores run faster without
+    threads fighting other jobs. Use ``pytestmark = pytest.mark.usefixtures('one_thread')``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -30,12 +30,7 @@ NAME = re.compile(r'^(mask-rcnn|upernet)_adm-256-uncond-(pyramid|b24)-(frozen|ft
                   r'(coco|ade20k-512x512)\.py$')
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def specs_of(arch):

@@ -21,13 +21,7 @@ TIMESTEPS = (10, 300)
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The models are tiny and the CPU is shared: extra threads only cost synchronisation."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 def backbone(**kwargs):
     kwargs.setdefault('blocks', BLOCKS)

@@ -14,13 +14,7 @@ TINY = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult='1,2,
 FEEDBACK = (8, 9, 10, 11, 12)   # -> encoder blocks 6, 5, 4, 3, 2; 9 -> 5 and 11 -> 3 resize
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Small ops on 2 shared cores run faster on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def adm(**kwargs):

@@ -14,13 +14,7 @@ TINY = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult='1,2,
 SMALL_ATTN = dict(embed_dims=32, num_heads=4, num_layers=1)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Small ops on 2 shared cores run faster on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def backbone_cfg(blocks=(7, 8, 10), timesteps=(50, 150), **kwargs):

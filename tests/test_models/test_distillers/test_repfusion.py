@@ -21,12 +21,7 @@ TEACHER = dict(type='ADMBackbone', arch=TINY, blocks=(8, ), timesteps=(50, ), no
 STUDENT = dict(type='mmpretrain.ResNet_CIFAR', depth=18, out_indices=(3, ))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def distiller(**kwargs):
