@@ -48,6 +48,7 @@ def load_config(config, cfg_options=None, work_dir=None, launcher='none'):
         cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
     prepare_cpu_distributed(cfg, launcher)
     apply_feature_cache(cfg)
+    apply_teacher_cache(cfg)
     return cfg
 
 
@@ -71,15 +72,57 @@ def apply_feature_cache(cfg):
     preprocessor = dict(cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor') or {})
     preprocessor.setdefault('type', 'mmpretrain.ClsDataPreprocessor')
     pool, input_size = cache.get('pool'), cache.get('input_size')
+    num_workers = cache.get('num_workers', 0)
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        if cfg.get(name) is not None:
-            cfg[name].dataset = dict(
-                type='CachedFeatureDataset', dataset=cfg[name].dataset, backbone=backbone,
+        loader = cfg.get(name)
+        if loader is not None:
+            loader.dataset = dict(
+                type='CachedFeatureDataset', dataset=loader.dataset, backbone=backbone,
                 data_preprocessor=preprocessor, cache_root=cache['root'], pool=pool,
                 input_size=input_size, batch_size=cache.get('batch_size', 64))
+            loader.collate_fn = dict(type='default_collate')
+            loader.num_workers = num_workers
+            if not num_workers:  # DataLoader refuses these options without workers
+                loader.pop('persistent_workers', None)
+                loader.pop('prefetch_factor', None)
     cfg.model.backbone = dict(type='CachedFeatures',
                               layout=cache_layout(backbone, pool, input_size))
     cfg.model.data_preprocessor = dict(preprocessor, mean=None, std=None, to_rgb=False)
+    return cfg
+
+
+def apply_teacher_cache(cfg):
+    """The ``teacher_cache`` config switch: RepFusion at a fixed t with cached teacher features.
+
+    With ``teacher_cache=dict(root=..., pool=k)`` (or ``input_size=(H, W)``; optional
+    ``pipeline`` for the cached images, default the training pipeline) in a
+    ``RepFusionDistiller`` config with a ``FixedTimestep`` policy, the training dataset is
+    wrapped in :class:`~mmdiffssl.datasets.TeacherFeatureDataset` (the teacher's block at
+    that timestep, filled on first use) and the distiller reads its targets from the samples
+    (``teacher_from_cache=True``) instead of running the teacher.
+    """
+    cache = cfg.get('teacher_cache')
+    if not cache:
+        return cfg
+    model = cfg.model
+    if model.get('type') != 'RepFusionDistiller':
+        raise ValueError('teacher_cache is for RepFusionDistiller configs, not '
+                         f"{model.get('type')}")
+    policy = model.get('timestep_policy', dict(type='FixedTimestep'))
+    if policy.get('type') != 'FixedTimestep':
+        raise ValueError(f"teacher_cache needs timestep_policy FixedTimestep (the cache holds one "
+                         f"timestep), not {policy.get('type')}")
+    teacher = dict(model.teacher)
+    teacher['blocks'] = (model.get('teacher_block') or teacher['blocks'][0], )
+    teacher['timesteps'] = (policy.get('timestep', 150), )
+    preprocessor = dict(model.get('data_preprocessor') or cfg.get('data_preprocessor') or {})
+    preprocessor.setdefault('type', 'mmpretrain.ClsDataPreprocessor')
+    cfg.train_dataloader.dataset = dict(
+        type='TeacherFeatureDataset', dataset=cfg.train_dataloader.dataset, teacher=teacher,
+        data_preprocessor=preprocessor, cache_root=cache['root'],
+        teacher_pipeline=cache.get('pipeline'), pool=cache.get('pool'),
+        input_size=cache.get('input_size'), batch_size=cache.get('batch_size', 64))
+    model.teacher_from_cache = True
     return cfg
 
 

@@ -13,6 +13,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
 from .distill_losses import DISTILL_LOSSES, PROJECTED_LOSSES
+from .timestep_policies import FixedTimestep
 
 
 @MODELS.register_module()
@@ -38,6 +39,9 @@ class RepFusionDistiller(BaseModel):
             negative cross-entropy at the drawn timestep).
         aux_hidden_channels (int, optional): hidden width of the auxiliary classifier (an
             MLP); None makes it linear.
+        teacher_from_cache (bool): read the teacher's feature from each sample's
+            ``teacher_feature`` (``TeacherFeatureDataset``, the ``teacher_cache`` config
+            switch) instead of running the teacher; needs a ``FixedTimestep`` policy.
         data_preprocessor (dict, optional): maps pixels to the teacher's [-1, 1]
             (mmpretrain's ``ClsDataPreprocessor`` unless a type is given).
         init_cfg (dict, optional): mmengine init config.
@@ -62,6 +66,7 @@ class RepFusionDistiller(BaseModel):
                  distill_weight=1.0,
                  num_classes=None,
                  aux_hidden_channels=None,
+                 teacher_from_cache=False,
                  data_preprocessor=None,
                  init_cfg=None):
         if isinstance(data_preprocessor, dict):
@@ -74,6 +79,10 @@ class RepFusionDistiller(BaseModel):
         self.student = MODELS.build(student)
         self.timestep_policy = MODELS.build(timestep_policy)
         self.teacher._check_timesteps(self.timestep_policy.candidates())
+        if teacher_from_cache and not isinstance(self.timestep_policy, FixedTimestep):
+            raise ValueError('teacher_from_cache needs a FixedTimestep policy (the cache holds '
+                             f'one timestep), not {type(self.timestep_policy).__name__}')
+        self.teacher_from_cache = teacher_from_cache
 
         specs = {s.index: s for s in self.teacher.unet.block_specs()}
         self.teacher_block = int(teacher_block if teacher_block is not None
@@ -141,10 +150,21 @@ class RepFusionDistiller(BaseModel):
             return self.teacher.intermediates_at(inputs, timesteps,
                                                  blocks=(self.teacher_block, ))[self.teacher_block]
 
+    @staticmethod
+    def cached_teacher_features(data_samples):
+        """The samples' cached ``teacher_feature`` rows, stacked: ``(B, C_t, h, w)`` float32."""
+        if data_samples is None or not all('teacher_feature' in s for s in data_samples):
+            raise ValueError('teacher_from_cache=True but the samples carry no teacher_feature: '
+                             'set the teacher_cache config switch (TeacherFeatureDataset)')
+        return torch.stack([s.teacher_feature for s in data_samples]).float()
+
     def loss(self, inputs, data_samples):
         """Distillation (+ policy) losses for a batch; see the class docstring."""
         policy = self.timestep_policy(inputs)
-        target = self.teacher_features(inputs, policy.timesteps)
+        if self.teacher_from_cache:
+            target = self.cached_teacher_features(data_samples).to(inputs.device)
+        else:
+            target = self.teacher_features(inputs, policy.timesteps)
         student = self._pick(self.student(inputs))
         if self.projector is not None:
             student = self.projector(student)

@@ -145,7 +145,34 @@ def test_mode_tensor_returns_student_features_and_predict_is_refused():
     (dict(distill_loss='kl'), "'kl'"),
     (dict(teacher_block=40), '40'),
     (dict(student_index=3), 'student_index 3'),
+    (dict(teacher_from_cache=True, num_classes=2,
+          timestep_policy=dict(type='LearnedTimestepPolicy', candidates=(10, 20))), 'Fixed'),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         distiller(**kwargs)
+
+
+def test_teacher_from_cache_reads_samples_and_refuses_missing_features():
+    model = distiller(teacher_from_cache=True).train()
+    x, data_samples = images(2), samples([0, 1])
+    with pytest.raises(ValueError, match='teacher_cache'):
+        model(x, data_samples, mode='loss')
+    target = model.teacher_features(x, torch.tensor([50, 50]))
+    for sample, feature in zip(data_samples, target):
+        sample.set_field(feature.half(), 'teacher_feature')
+    cached = model(x, data_samples, mode='loss')['loss_distill']
+    model.teacher_from_cache = False
+    online = model(x, data_samples, mode='loss')['loss_distill']
+    torch.testing.assert_close(cached, online, rtol=1e-3, atol=1e-4)
+
+
+def test_teacher_cache_switch_needs_a_fixed_policy():
+    from mmengine.config import Config
+
+    from mmdiffssl.apis import apply_teacher_cache
+    cfg = Config(dict(model=dict(type='RepFusionDistiller', teacher=TEACHER,
+                                 timestep_policy=dict(type='UniformTimestep')),
+                      teacher_cache=dict(root='unused')))
+    with pytest.raises(ValueError, match='FixedTimestep'):
+        apply_teacher_cache(cfg)
