@@ -61,6 +61,11 @@ def apply_feature_cache(cfg):
     the backbone is replaced by :class:`~mmdiffssl.datasets.CachedFeatures` and the data
     preprocessor stops normalising (the cache holds features, not pixels). The rest of the
     config (head, optimizer, schedule, metrics) is unchanged.
+
+    The cached dataloaders read batches in the training process (``num_workers`` from
+    ``feature_cache.num_workers``, default 0: a batch is one slice of a memory map, cheaper
+    than handing it over from a worker process) and stack them with ``default_collate``, so
+    each iteration gets one ``(B, D, 1, 1)`` tensor.
     """
     cache = cfg.get('feature_cache')
     if not cache:

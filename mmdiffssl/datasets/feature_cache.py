@@ -15,6 +15,13 @@ saying why. Nothing is reused silently.
 
 Filling is sharded across ranks: rank r computes rows r, r + world, ... into the shared
 memory-mapped file; rank 0 then checksums it.
+
+Reading is batched: torch's DataLoader hands a whole batch of indices to
+:meth:`CachedFeatureDataset.__getitems__`, which reads those rows with one indexing of the
+memory map into one tensor, takes the labels from an array gathered while the cache key was
+computed (no per-item ``get_data_info``), and builds each ``DataSample`` in one constructor
+call. With ``default_collate`` (which :func:`mmdiffssl.apis.apply_feature_cache` sets) the
+batch reaches the model as one ``(B, D, 1, 1)`` tensor.
 """
 import hashlib
 import logging
@@ -66,13 +73,37 @@ def _jsonable(value):
     return repr(value)
 
 
-def sample_id(dataset, index):
-    """A stable id of sample ``index``: its image path when it has one, else its index."""
-    info = dataset.get_data_info(index)
+def sample_id(dataset, index, info=None):
+    """A stable id of sample ``index``: its image path when it has one, else its index.
+
+    ``info`` is ``dataset.get_data_info(index)`` when the caller already has it.
+    """
+    info = dataset.get_data_info(index) if info is None else info
     for key in ('img_path', 'img_id', 'filename'):
         if key in info:
             return str(info[key])
     return f'index:{index}'
+
+
+def _scan(dataset):
+    """One pass over the data infos: every sample's id and its class label.
+
+    Returns ``(ids, labels)``; ``labels`` is an int64 array, or None when some sample has no
+    ``gt_label`` (then items carry no label, as the online pipeline would pack none).
+    """
+    ids, labels = [], []
+    for index in range(len(dataset)):
+        info = dataset.get_data_info(index)
+        ids.append(sample_id(dataset, index, info))
+        label = info.get('gt_label')
+        if label is None:
+            labels = None
+        elif np.size(label) != 1:
+            raise ValueError(f'sample {index} has gt_label {label!r}: the feature cache '
+                             'serves single-label classification data')
+        elif labels is not None:
+            labels.append(int(np.asarray(label).reshape(())))
+    return ids, None if labels is None else np.asarray(labels, dtype=np.int64)
 
 
 def cache_layout(backbone_cfg, pool=None, input_size=None):
@@ -113,7 +144,8 @@ class CachedFeatureDataset(Dataset):
 
     Each item: ``dict(inputs=Tensor(D, 1, 1) fp16, data_samples=DataSample)``, the row of
     all blocks' (pooled) features, flattened and concatenated; :class:`CachedFeatures`
-    splits it back into the backbone's tuple.
+    splits it back into the backbone's tuple. The sample carries ``gt_label`` and
+    ``sample_idx``. A DataLoader reads whole batches through :meth:`__getitems__`.
     """
 
     def __init__(self, dataset, backbone, data_preprocessor, cache_root, pool=None,
@@ -131,16 +163,15 @@ class CachedFeatureDataset(Dataset):
             raise ValueError(f"noise='{backbone_module.noise.mode}' cannot be cached (each pass "
                              f'draws new noise); use one of {CACHE_NOISE_MODES}')
         self.layout = cache_layout(backbone, pool, input_size)
-        self.key = self._key(backbone_module, dataset)
+        ids, self.labels = _scan(self.dataset)
+        self.key = self._key(backbone_module, dataset, ids)
         key_hash = hashlib.blake2b(json.dumps(self.key, sort_keys=True).encode(),
                                    digest_size=12).hexdigest()
         self.cache_dir = osp.join(cache_root, key_hash)
         self.features = self._open_or_fill(backbone_module)
 
     # ------------------------------------------------------------------ key and layout
-    def _key(self, backbone, dataset_cfg):
-        n = len(self.dataset)
-        ids = [sample_id(self.dataset, i) for i in range(n)]
+    def _key(self, backbone, dataset_cfg, ids):
         return dict(
             weights=weights_fingerprint(backbone),
             arch=_jsonable(backbone.flags),
@@ -155,7 +186,7 @@ class CachedFeatureDataset(Dataset):
             data_preprocessor=_jsonable(self.preprocessor_cfg),
             dataset=_jsonable(dataset_cfg),
             image_ids=hashlib.blake2b('\n'.join(ids).encode(), digest_size=20).hexdigest(),
-            num_images=n)
+            num_images=len(ids))
 
     @property
     def row_size(self):
@@ -257,12 +288,30 @@ class CachedFeatureDataset(Dataset):
         return self.dataset.get_data_info(index)
 
     def __getitem__(self, index):
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices):
+        """The items of a batch of indices, from one read of the memory-mapped rows.
+
+        Returns a list of item dicts (as ``__getitem__`` gives them) whose ``inputs`` are
+        views of one ``(B, D, 1, 1)`` fp16 tensor.
+        """
         from mmpretrain.structures import DataSample
-        info = self.dataset.get_data_info(index)
-        sample = DataSample().set_gt_label(int(info['gt_label']))
-        sample.set_metainfo(dict(sample_idx=index))
-        row = torch.from_numpy(np.array(self.features[index]))
-        return dict(inputs=row.view(-1, 1, 1), data_samples=sample)
+        indices = [int(i) for i in indices]
+        rows = torch.from_numpy(np.ascontiguousarray(self.features[indices]))
+        rows = rows.view(len(indices), -1, 1, 1)
+        labels = ([None] * len(indices) if self.labels is None else
+                  torch.from_numpy(self.labels[indices]).split(1))
+        items = []
+        for index, row, label in zip(indices, rows, labels):
+            # set_field directly: what DataSample(metainfo=...) and set_gt_label(int) store,
+            # without their deepcopy of the metainfo and their label conversion.
+            sample = DataSample()
+            sample.set_field(index, 'sample_idx', field_type='metainfo')
+            if label is not None:
+                sample.set_field(label, 'gt_label', dtype=torch.Tensor)
+            items.append(dict(inputs=row, data_samples=sample))
+        return items
 
 
 @MODELS.register_module()

@@ -65,6 +65,46 @@ def test_cached_rows_equal_online_features(tmp_path, fashion_mnist_root, unet_ck
     assert item['data_samples'].gt_label.item() == inner['data_samples'].gt_label.item()
 
 
+def test_batches_are_read_at_once_and_equal_single_items(tmp_path, fashion_mnist_root,
+                                                         unet_ckpt):
+    cfg = make_cfg(CACHED, tmp_path, fashion_mnist_root, unet_ckpt, n=16)
+    loader_cfg = cfg.train_dataloader
+    assert loader_cfg.num_workers == 0 and loader_cfg.collate_fn.type == 'default_collate'
+    dataset = cache_dataset(cfg)
+    labels = [int(dataset.get_data_info(i)['gt_label']) for i in range(16)]
+    np.testing.assert_array_equal(dataset.labels, labels)
+    batch = dataset.__getitems__([3, 0, 7])
+    for item, index in zip(batch, (3, 0, 7)):
+        single = dataset[index]
+        torch.testing.assert_close(item['inputs'], single['inputs'], rtol=0, atol=0)
+        assert item['inputs'].shape == (dataset.row_size, 1, 1)
+        assert item['data_samples'].gt_label.tolist() == [labels[index]]
+        assert item['data_samples'].sample_idx == index == single['data_samples'].sample_idx
+
+    # Through the Runner's dataloader: one stacked fp16 tensor and the samples of the batch.
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        loader = Runner.build_dataloader(dict(loader_cfg, dataset=dataset))
+    data = next(iter(loader))
+    assert data['inputs'].shape == (16, dataset.row_size, 1, 1)
+    assert data['inputs'].dtype == torch.float16
+    np.testing.assert_array_equal(data['inputs'].flatten(1).numpy(), np.array(dataset.features))
+    assert [s.gt_label.item() for s in data['data_samples']] == labels
+
+
+def test_cached_loaders_drop_worker_only_options():
+    cfg = Config.fromfile(CACHED)
+    cfg.train_dataloader.update(num_workers=4, persistent_workers=True, prefetch_factor=2)
+    apply_feature_cache(cfg)
+    assert cfg.train_dataloader.num_workers == 0
+    assert 'persistent_workers' not in cfg.train_dataloader
+    assert 'prefetch_factor' not in cfg.train_dataloader
+    cfg = Config.fromfile(CACHED)
+    cfg.feature_cache.num_workers = 2
+    cfg.train_dataloader.persistent_workers = True
+    apply_feature_cache(cfg)
+    assert cfg.train_dataloader.num_workers == 2 and cfg.train_dataloader.persistent_workers
+
+
 def test_training_from_cache_matches_online_losses(tmp_path, fashion_mnist_root, unet_ckpt):
     losses = []
     for path in (ONLINE, CACHED):

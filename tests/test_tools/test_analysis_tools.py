@@ -1,7 +1,10 @@
-"""Analysis tools: the block x timestep sweep (CSV, PNG, resume) and PCA visualisation."""
+"""Analysis tools: the block x timestep sweep (CSV, PNG, resume), PCA visualisation and the
+feature-cache speed-up measurement."""
 import csv
+import glob
 import json
 import os.path as osp
+import re
 
 import numpy as np
 import torch
@@ -62,3 +65,19 @@ def test_visualize_features_png(tmp_path):
               '--arch', json.dumps(TINY), '--blocks', '4', '9', '--timesteps', '50', '300',
               '--size', '32'])
     assert Image.open(out).size == (32 * 5, 32 * 2)
+
+
+def test_cache_speedup_times_online_and_cached_epochs(tmp_path):
+    """The tool fills a cache for generated images and prints both epoch times and the ratio
+    (no speed is asserted: the number is the tool's output, not a test criterion)."""
+    work = str(tmp_path / 'speedup')
+    out = run_tool([osp.join(ROOT, 'tools/analysis/cache_speedup.py'), DEMO_CFG,
+                    '--images', '6', '--image-size', '32', '--work-dir', work, '--cfg-options',
+                    'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0'])
+    match = re.search(r'online epoch: ([\d.]+) s, cached epoch: ([\d.]+) s, '
+                      r'speed-up: ([\d.]+)x', out)
+    assert match, out[-2000:]
+    assert all(float(value) > 0 for value in match.groups())
+    assert '6 images: online' in out
+    assert glob.glob(osp.join(work, 'feature_cache', '*', 'features.npy'))
+    assert len(glob.glob(osp.join(work, 'images', 'class_*', '*.png'))) == 6
