@@ -23,6 +23,8 @@ setup(
     install_requires=['torch>=2.1'] + requirements('runtime'),
     extras_require={
         'mm': requirements('mm'),
+        # Stable Diffusion / diffusers backbones (diffusers + transformers for CLIP)
+        'sd': requirements('sd'),
         'tests': requirements('tests'),
     },
     license='Apache-2.0',

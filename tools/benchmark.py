@@ -1,7 +1,10 @@
-"""Feature-extraction speed of ADMBackbone against OpenAI's guided-diffusion, in one process.
+"""Feature-extraction speed of ADMBackbone (against OpenAI's guided-diffusion) or SDBackbone
+(against diffusers' full U-Net forward), in one process.
 
     python tools/benchmark.py --arch adm-256-uncond --blocks 24 --timesteps 150 \\
         --batch 64 --dtype bf16 --compile --out work_dirs/bench/block24.json
+    python tools/benchmark.py --backbone sd --arch sd-1.x --blocks pyramid --timesteps 100 \\
+        --batch 16 --size 512 --dtype bf16 --out work_dirs/bench/sd_pyramid.json
 
 Prints a table (img/s, ms per batch, counted GFLOP per image, achieved TFLOP/s, peak GPU
 memory, first-call and warm-up time, the ratio ours/reference, and per-block cosine
@@ -15,8 +18,10 @@ import os.path as osp
 import shlex
 import sys
 
-from mmdiffssl.benchmark import BenchmarkConfig, format_table, run_benchmark
+from mmdiffssl.benchmark import (BenchmarkConfig, SDBenchmarkConfig, format_table,
+                                 run_benchmark, run_sd_benchmark)
 from mmdiffssl.models.unets import ADM_PRESETS
+from mmdiffssl.models.unets.diffusers_blocks import SD_ARCHS
 
 
 def parse_ints(value):
@@ -29,19 +34,32 @@ def parse_blocks(value):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--arch', default='adm-256-uncond',
-                        help=f'preset ({", ".join(ADM_PRESETS)}) or a JSON dict of '
-                        'guided-diffusion flags (may contain "preset")')
+    parser.add_argument('--backbone', choices=('adm', 'sd'), default='adm',
+                        help="'adm' (ADMBackbone vs guided-diffusion, default) or 'sd' "
+                        "(SDBackbone vs diffusers' full forward; needs the sd extra)")
+    parser.add_argument('--arch',
+                        help=f'adm: preset ({", ".join(ADM_PRESETS)}, default adm-256-uncond) '
+                        'or a JSON dict of guided-diffusion flags (may contain "preset"); '
+                        f'sd: {", ".join(SD_ARCHS)} (default sd-1.x, random weights) or a '
+                        'JSON dict {"unet": {...}, "vae": {...}} of diffusers configs')
+    parser.add_argument('--pretrained', help='sd: a local SD folder or single checkpoint file '
+                        'instead of random weights of --arch')
+    parser.add_argument('--config', help='sd: with a single checkpoint file, the local folder '
+                        'of component configs')
+    parser.add_argument('--stride4', choices=('vae', 'upsample'),
+                        help="sd: add SDBackbone's stride-4 level")
     parser.add_argument('--channels', type=int,
                         help='override num_channels to shrink the U-Net (head channels '
                         'shrink with it, so the head count stays)')
-    parser.add_argument('--blocks', type=parse_blocks, default=(24, ),
-                        help="comma-separated block numbers, 'all' (every block: the full "
-                        "forward but the 3x3 output conv) or 'pyramid' (default 24)")
-    parser.add_argument('--timesteps', type=parse_ints, default=(150, ),
-                        help='comma-separated timesteps (default 150)')
+    parser.add_argument('--blocks', type=parse_blocks,
+                        help="comma-separated block numbers, 'all' (adm: every block, the full "
+                        "forward but the 3x3 output conv) or 'pyramid' (default 24 for adm, "
+                        "pyramid for sd)")
+    parser.add_argument('--timesteps', type=parse_ints,
+                        help='comma-separated timesteps (default 150 for adm, 100 for sd)')
     parser.add_argument('--batch', type=int, default=64, help='images per batch')
-    parser.add_argument('--size', type=int, help="input resolution (default the arch's)")
+    parser.add_argument('--size', type=int, help="input resolution (default the arch's; 512 "
+                        'for sd)')
     parser.add_argument('--dtype', choices=('fp32', 'bf16', 'fp16'), default='bf16',
                         help='our autocast dtype (default bf16)')
     parser.add_argument('--compile', action='store_true',
@@ -50,8 +68,8 @@ def parse_args(argv=None):
     parser.add_argument('--cuda-graphs', action='store_true',
                         help='ADMBackbone(cuda_graphs=True) (with --compile, CUDA only)')
     parser.add_argument('--ref-dtype', choices=('auto', 'fp16', 'fp32'), default='auto',
-                        help="reference precision: 'auto' = the published use_fp16 flag on "
-                        'a GPU (convert_to_fp16), fp32 on a CPU')
+                        help="reference precision: 'auto' = adm: the published use_fp16 flag "
+                        'on a GPU (convert_to_fp16), sd: fp16 on a GPU; fp32 on a CPU')
     parser.add_argument('--no-reference', action='store_true', help='measure ours only')
     parser.add_argument('--noise', choices=('fixed', 'fresh', 'none'), default='fixed',
                         help="our q_sample noise mode (default 'fixed', the backbone's)")
@@ -76,18 +94,38 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    arch = json.loads(args.arch) if args.arch.lstrip().startswith('{') else args.arch
-    cfg = BenchmarkConfig(
-        arch=arch, channels=args.channels, blocks=args.blocks, timesteps=args.timesteps,
-        batch=args.batch, size=args.size, dtype=args.dtype, compile=args.compile,
-        compile_mode=args.compile_mode, cuda_graphs=args.cuda_graphs, device=args.device,
-        iters=args.iters, warmup=args.warmup, noise=args.noise, ref_dtype=args.ref_dtype,
-        reference=not args.no_reference, check_images=args.check_images, seed=args.seed,
-        checkpoint=args.checkpoint, class_label=args.class_label,
-        cudnn_benchmark=args.cudnn_benchmark, threads=args.threads,
-        command=' '.join(shlex.quote(a) for a in ['python', 'tools/benchmark.py'] +
-                         list(sys.argv[1:] if argv is None else argv)))
-    result = run_benchmark(cfg)
+    sd = args.backbone == 'sd'
+    arch = args.arch or ('sd-1.x' if sd else 'adm-256-uncond')
+    arch = json.loads(arch) if arch.lstrip().startswith('{') else arch
+    command = ' '.join(shlex.quote(a) for a in ['python', 'tools/benchmark.py'] +
+                       list(sys.argv[1:] if argv is None else argv))
+    common = dict(arch=arch, blocks=args.blocks or ('pyramid' if sd else (24, )),
+                  timesteps=args.timesteps or ((100, ) if sd else (150, )), batch=args.batch,
+                  dtype=args.dtype, device=args.device, iters=args.iters, warmup=args.warmup,
+                  noise=args.noise, reference=not args.no_reference,
+                  check_images=args.check_images, seed=args.seed, threads=args.threads,
+                  command=command)
+    if sd:
+        unused = [flag for flag, value in (('--channels', args.channels),
+                                           ('--compile', args.compile),
+                                           ('--cuda-graphs', args.cuda_graphs),
+                                           ('--checkpoint', args.checkpoint),
+                                           ('--class-label', args.class_label))
+                  if value]
+        if unused:
+            raise SystemExit(f'{", ".join(unused)}: not used with --backbone sd')
+        result = run_sd_benchmark(SDBenchmarkConfig(
+            pretrained=args.pretrained, config=args.config, size=args.size or 512,
+            stride4=args.stride4, ref_dtype=args.ref_dtype, **common))
+    else:
+        if args.pretrained or args.config or args.stride4:
+            raise SystemExit('--pretrained, --config and --stride4 are for --backbone sd')
+        cfg = BenchmarkConfig(
+            channels=args.channels, size=args.size, compile=args.compile,
+            compile_mode=args.compile_mode, cuda_graphs=args.cuda_graphs,
+            ref_dtype=args.ref_dtype, checkpoint=args.checkpoint,
+            class_label=args.class_label, cudnn_benchmark=args.cudnn_benchmark, **common)
+        result = run_benchmark(cfg)
     print(format_table(result))
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

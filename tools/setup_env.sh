@@ -131,10 +131,12 @@ if ! mmcv_ok; then
 fi
 
 # ---------------------------------------------------------------- the rest + mmdiffssl
-pip_install -r "$REQ/runtime.txt" -r "$REQ/mm.txt" -r "$REQ/tests.txt"
+# requirements/sd.txt: diffusers + transformers for the Stable Diffusion backbones (optional
+# for users, installed here so the tests cover them)
+pip_install -r "$REQ/runtime.txt" -r "$REQ/mm.txt" -r "$REQ/tests.txt" -r "$REQ/sd.txt"
 pip_install --no-deps --no-build-isolation -e "$ROOT"
 
-"$PY" -c 'import mmcv.ops, mmdet, mmseg, mmpretrain, mmdiffssl' \
+"$PY" -c 'import mmcv.ops, mmdet, mmseg, mmpretrain.models, mmdiffssl, diffusers, transformers' \
   || die "the stack does not import; see the messages above"
 log "stack ready: $("$PY" -c 'import torch, mmcv, mmdet, mmseg, mmpretrain, mmengine
 mods = dict(torch=torch, mmengine=mmengine, mmcv=mmcv, mmdet=mmdet, mmseg=mmseg, mmpretrain=mmpretrain)
@@ -156,7 +158,7 @@ fi
 if [ -n "$FILL_WHEELHOUSE" ]; then
   log "filling wheelhouse $FILL_WHEELHOUSE"
   "$PY" -m pip download -q -d "$FILL_WHEELHOUSE" -r "$REQ/torch.txt" -r "$REQ/build.txt" \
-    -r "$REQ/runtime.txt" -r "$REQ/mm.txt" -r "$REQ/tests.txt"
+    -r "$REQ/runtime.txt" -r "$REQ/mm.txt" -r "$REQ/tests.txt" -r "$REQ/sd.txt"
   "$PY" -m pip download -q --no-deps --no-binary :all: --no-build-isolation \
     "mmcv==$MMCV_VERSION" -d "$FILL_WHEELHOUSE"
   # sdists among the downloads (e.g. guided-diffusion-sdk) become wheels so the offline

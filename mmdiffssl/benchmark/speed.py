@@ -37,18 +37,14 @@ GIB = 2**30
 
 
 @dataclass
-class BenchmarkConfig:
-    """What to measure (see ``tools/benchmark.py --help`` for each field)."""
+class CommonBenchmarkConfig:
+    """The fields every benchmark has (``tools/benchmark.py --help``); ADM's defaults."""
     arch: Union[str, dict] = 'adm-256-uncond'
-    channels: Optional[int] = None
     blocks: Union[Sequence[int], str] = (24, )
     timesteps: Sequence[int] = (150, )
     batch: int = 64
     size: Optional[int] = None
     dtype: str = 'bf16'
-    compile: bool = False
-    compile_mode: Optional[str] = None
-    cuda_graphs: bool = False
     device: Optional[str] = None
     iters: int = 20
     warmup: int = 3
@@ -57,12 +53,21 @@ class BenchmarkConfig:
     reference: bool = True
     check_images: int = 4
     seed: int = 0
-    checkpoint: Optional[str] = None
-    class_label: Optional[int] = None
-    cudnn_benchmark: bool = False
     threads: Optional[int] = None
     command: Optional[str] = None
     notes: list = field(default_factory=list)
+
+
+@dataclass
+class BenchmarkConfig(CommonBenchmarkConfig):
+    """What to measure for ADM (see ``tools/benchmark.py --help`` for each field)."""
+    channels: Optional[int] = None
+    compile: bool = False
+    compile_mode: Optional[str] = None
+    cuda_graphs: bool = False
+    checkpoint: Optional[str] = None
+    class_label: Optional[int] = None
+    cudnn_benchmark: bool = False
 
 
 def resolve_flags(arch, channels=None):
@@ -195,18 +200,78 @@ def _gflop(flops, batch):
     return None if flops is None else flops / batch / 1e9
 
 
+@contextlib.contextmanager
+def torch_threads(threads):
+    """torch's CPU threads set to ``threads`` (if given) for a while."""
+    saved = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def side_stats(side, flops, per_op, batch, **fields):
+    """``side`` (from :func:`time_side`) completed with its FLOP counts and ``fields``."""
+    side.update(fields, flops_per_batch=flops, flops_by_op=per_op,
+                gflop_per_image=_gflop(flops, batch),
+                tflops=flops / (side['latency_ms'] / 1e3) / 1e12)
+    return side
+
+
+def speed_ratio(ours, reference):
+    """ours / reference for img/s, FLOPs and peak memory (None off CUDA)."""
+    return dict(
+        img_per_s=ours['img_per_s'] / reference['img_per_s'],
+        flops=ours['flops_per_batch'] / reference['flops_per_batch'],
+        peak_mem=(ours['peak_mem_gib'] / reference['peak_mem_gib']
+                  if ours['peak_mem_gib'] and reference['peak_mem_gib'] else None))
+
+
+def time_reference(ref, timesteps, cfg, make_batch, device, check, **fields):
+    """Time and count a reference side, ``ref.features(x, timesteps, stack=False)`` (one
+    forward per timestep).
+
+    Args:
+        check (tuple): ``(images, noise, n)``: the agreement batch, its noise and how many
+            of its images to keep.
+
+    Returns:
+        (side dict, the reference's features of the agreement batch as run)
+    """
+    def run_ref(x):
+        return ref.features(x, timesteps, stack=False)
+
+    side = time_side(run_ref, make_batch, cfg, device)
+    _, flops, per_op = count_flops(run_ref, make_batch())
+    check_x, check_noise, images = check
+    as_run = _on_cpu(ref.features(check_x, timesteps, noise=check_noise), images)
+    side_stats(side, flops, per_op, cfg.batch, dtype=ref.dtype, compile=False,
+               forwards_per_batch=len(timesteps), images_per_forward=cfg.batch, **fields)
+    return side, as_run
+
+
+def add_reference(result, reference, ours, refs, timesteps):
+    """Put the reference side, the agreements with it and the ratios into ``result``.
+
+    ``ours`` = (ours fp32, ours as run), ``refs`` = (reference fp32, reference as run).
+    """
+    result['reference'] = reference
+    result['agreement']['ours_fp32_vs_reference_fp32'] = cosine_per_block(
+        ours[0], refs[0], timesteps)
+    result['agreement']['ours_vs_reference_as_run'] = cosine_per_block(
+        ours[1], refs[1], timesteps)
+    result['ratio'] = speed_ratio(result['ours'], reference)
+
+
 def run_benchmark(cfg: BenchmarkConfig, log: Callable = print) -> dict:
     """Measure both sides (see the module docstring); returns the JSON-able result.
 
     ``cfg.threads`` sets torch's CPU threads for the run (restored afterwards).
     """
-    threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads):
         return _run_benchmark(cfg, log)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run_benchmark(cfg, log):
@@ -273,11 +338,9 @@ def _run_benchmark(cfg, log):
     ours = time_side(run_ours, make_batch, cfg, device)
     with _eager(backbone), torch.no_grad():
         _, flops, per_op = count_flops(backbone.intermediates, make_batch())
-    ours.update(dtype=cfg.dtype, compile=cfg.compile, forwards_per_batch=1,
-                images_per_forward=cfg.batch * len(timesteps), flops_per_batch=flops,
-                flops_by_op=per_op, gflop_per_image=_gflop(flops, cfg.batch),
-                tflops=flops / (ours['latency_ms'] / 1e3) / 1e12,
-                meta_gflop_per_image=adm_flops(flags, size, blocks) * len(timesteps) / 1e9)
+    side_stats(ours, flops, per_op, cfg.batch, dtype=cfg.dtype, compile=cfg.compile,
+               forwards_per_batch=1, images_per_forward=cfg.batch * len(timesteps),
+               meta_gflop_per_image=adm_flops(flags, size, blocks) * len(timesteps) / 1e9)
     with torch.no_grad(), _fixed_noise(backbone, cfg.seed):
         ours_dtype = _on_cpu(backbone.intermediates(check_full), images)
         with _eager(backbone, 'fp32'):
@@ -300,28 +363,12 @@ def _run_benchmark(cfg, log):
         log(f'reference: guided-diffusion {ref.dtype}: first call, {cfg.warmup} warm-up, '
             f'{cfg.iters} timed')
 
-        def run_ref(x):
-            return ref.features(x, timesteps, stack=False)
-
-        reference = time_side(run_ref, make_batch, cfg, device)
-        _, flops, per_op = count_flops(run_ref, make_batch())
-        ref_as_run = _on_cpu(ref.features(check_x, timesteps, noise=check_noise), images)
+        reference, ref_as_run = time_reference(
+            ref, timesteps, cfg, make_batch, device, (check_x, check_noise, images),
+            meta_gflop_per_image=adm_flops(flags, size) * len(timesteps) / 1e9)
         ref.to('cpu')
-        reference.update(dtype=ref.dtype, compile=False, forwards_per_batch=len(timesteps),
-                         images_per_forward=cfg.batch, flops_per_batch=flops,
-                         flops_by_op=per_op, gflop_per_image=_gflop(flops, cfg.batch),
-                         tflops=flops / (reference['latency_ms'] / 1e3) / 1e12,
-                         meta_gflop_per_image=adm_flops(flags, size) * len(timesteps) / 1e9)
-        result['reference'] = reference
-        result['agreement']['ours_fp32_vs_reference_fp32'] = cosine_per_block(
-            ours_fp32, ref_fp32, timesteps)
-        result['agreement']['ours_vs_reference_as_run'] = cosine_per_block(
-            ours_dtype, ref_as_run, timesteps)
-        result['ratio'] = dict(
-            img_per_s=ours['img_per_s'] / reference['img_per_s'],
-            flops=ours['flops_per_batch'] / reference['flops_per_batch'],
-            peak_mem=(ours['peak_mem_gib'] / reference['peak_mem_gib']
-                      if ours['peak_mem_gib'] and reference['peak_mem_gib'] else None))
+        add_reference(result, reference, (ours_fp32, ours_dtype), (ref_fp32, ref_as_run),
+                      timesteps)
     result['agreement']['check_images'] = images
     return result
 

@@ -1,4 +1,12 @@
-"""Backbones: diffusion U-Nets as feature pyramids."""
-from .adm_backbone import ADMBackbone, ShapeSpec, pyramid_blocks
+"""Backbones: diffusion U-Nets as feature pyramids.
 
-__all__ = ['ADMBackbone', 'ShapeSpec', 'pyramid_blocks']
+``SDBackbone`` and ``DiffusersUNetBackbone`` need the optional ``diffusers`` (``pip install
+.[sd]``); they import it when built, so importing this package does not need it.
+"""
+from .adm_backbone import ADMBackbone, ShapeSpec, pyramid_blocks
+from .base import DiffusionBackbone
+from .diffusers_unet_backbone import DiffusersUNetBackbone
+from .sd_backbone import SDBackbone
+
+__all__ = ['ADMBackbone', 'DiffusionBackbone', 'DiffusersUNetBackbone', 'SDBackbone',
+           'ShapeSpec', 'pyramid_blocks']

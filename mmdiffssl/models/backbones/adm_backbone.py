@@ -1,29 +1,19 @@
 """ADMBackbone: a guided-diffusion (ADM) U-Net as a multi-scale feature extractor."""
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import torch
 import torch.utils.checkpoint as torch_checkpoint
-from mmengine.dist import get_rank
-from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 
 from mmdiffssl.models.diffusion import DiffusionSchedule
-from mmdiffssl.models.noise import DiffusionNoise
 from mmdiffssl.models.unets import adm_flags_from, build_adm_unet
 from mmdiffssl.utils.checkpoint import load_weights
 from mmdiffssl.utils.weight_init import redraw_parameters_
 
-AUTOCAST_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+from .base import AUTOCAST_DTYPES, DiffusionBackbone, ShapeSpec  # noqa: F401 (re-exported)
+
 PYRAMID_STRIDES = (4, 8, 16, 32)
-
-
-@dataclass(frozen=True)
-class ShapeSpec:
-    """Channels and stride (input size / feature size) of one backbone output."""
-    channels: int
-    stride: int
 
 
 def pyramid_blocks(specs, strides=PYRAMID_STRIDES):
@@ -63,7 +53,7 @@ def block_module_name(spec, specs):
 
 
 @MODELS.register_module()
-class ADMBackbone(BaseModule):
+class ADMBackbone(DiffusionBackbone):
     """Features of a guided-diffusion U-Net at chosen blocks and timesteps.
 
     The image (RGB in [-1, 1]) is noised to each timestep t with q_sample on the arch's
@@ -149,7 +139,7 @@ class ADMBackbone(BaseModule):
         self.unet = build_adm_unet(self.flags)
         self.schedule = DiffusionSchedule(self.flags['noise_schedule'],
                                           self.flags['diffusion_steps'])
-        self.noise = DiffusionNoise(noise, noise_seed, ensemble_size, rank=get_rank())
+        self._setup_noise(noise, noise_seed, ensemble_size)
         specs = self.unet.block_specs()
 
         if isinstance(blocks, str):
@@ -164,16 +154,9 @@ class ADMBackbone(BaseModule):
             if not 1 <= b <= self.unet.num_blocks:
                 raise ValueError(f'block {b} is outside this arch\'s blocks '
                                  f'1..{self.unet.num_blocks} (tools/print_blocks.py lists them)')
-        self.timesteps = tuple(int(t) for t in timesteps)
-        if not self.timesteps:
-            raise ValueError('timesteps is empty: give at least one timestep')
-        self._check_timesteps(self.timesteps)
-        if fuse_timesteps not in ('concat', 'mean'):
-            raise ValueError(f"fuse_timesteps='{fuse_timesteps}' is not 'concat' or 'mean'")
-        self.fuse_timesteps = fuse_timesteps
-        if dtype not in AUTOCAST_DTYPES:
-            raise ValueError(f"dtype='{dtype}' is not one of {tuple(AUTOCAST_DTYPES)}")
-        self.dtype = dtype
+        self._set_timesteps(timesteps)
+        self._set_fuse(fuse_timesteps)
+        self._set_dtype(dtype)
 
         self.class_label = self._check_class_label(class_label)
         self.with_cp = with_cp
@@ -189,9 +172,6 @@ class ADMBackbone(BaseModule):
         self.checkpoint = checkpoint
         self._freeze()
         self._setup_compile(compile, cuda_graphs)
-        # A frozen U-Net is reloaded from `checkpoint`: run checkpoints do not store it.
-        self._register_state_dict_hook(ADMBackbone._drop_frozen_unet)
-        self.register_load_state_dict_post_hook(ADMBackbone._ignore_missing_frozen_unet)
 
     # ------------------------------------------------------------------ construction helpers
     def _setup_compile(self, compile, cuda_graphs):
@@ -226,13 +206,6 @@ class ADMBackbone(BaseModule):
         if not 0 <= int(class_label) < num_classes:
             raise ValueError(f'class_label {class_label} is outside [0, {num_classes})')
         return int(class_label)
-
-    def _check_timesteps(self, timesteps):
-        steps = self.schedule.num_steps
-        for t in timesteps:
-            if not 0 <= t < steps:
-                raise ValueError(f'timestep {t} is outside [0, {steps}) of this arch\'s '
-                                 f"{self.flags['noise_schedule']} schedule")
 
     def _frozen_block_prefixes(self):
         """state-dict prefixes (under ``unet.``) of the U-Net parts that do not train.
@@ -273,137 +246,32 @@ class ADMBackbone(BaseModule):
             self.unet.eval()
         return self
 
-    @staticmethod
-    def _drop_frozen_unet(module, state_dict, prefix, local_metadata):
-        if module.frozen and module.checkpoint is not None:
-            for key in [k for k in state_dict if k.startswith(prefix + 'unet.')]:
-                del state_dict[key]
-
-    @staticmethod
-    def _ignore_missing_frozen_unet(module, incompatible_keys):
-        if module.frozen and module.checkpoint is not None:
-            missing = incompatible_keys.missing_keys
-            missing[:] = [k for k in missing if '.unet.' not in k and not k.startswith('unet.')]
+    def _reloaded_modules(self):
+        # A frozen U-Net is reloaded from `checkpoint`: run checkpoints do not store it.
+        return ('unet', ) if self.frozen and self.checkpoint is not None else ()
 
     # ------------------------------------------------------------------ shapes
-    def output_shape(self):
-        """list[ShapeSpec]: channels and stride of each output, in ``blocks`` order."""
-        specs = {s.index: s for s in self.unet.block_specs()}
-        fuse = len(self.timesteps) if self.fuse_timesteps == 'concat' else 1
-        return [ShapeSpec(specs[b].channels * fuse, specs[b].stride) for b in self.blocks]
-
-    @property
-    def out_channels(self):
-        """list[int]: channels of each output (for necks and heads)."""
-        return [s.channels for s in self.output_shape()]
-
-    @property
-    def out_strides(self):
-        """list[int]: stride of each output."""
-        return [s.stride for s in self.output_shape()]
+    def block_shape(self, block):
+        """ShapeSpec of one block's feature at one timestep."""
+        spec = {s.index: s for s in self.unet.block_specs()}[block]
+        return ShapeSpec(spec.channels, spec.stride)
 
     # ------------------------------------------------------------------ forward
-    def _graph_needed(self, x, injections):
-        if not self.frozen and torch.is_grad_enabled():
-            return True
-        if x.requires_grad:
-            return True
-        return any(torch.is_tensor(v) and v.requires_grad for v in (injections or {}).values())
-
-    def intermediates(self, x, blocks=None, timesteps=None, injections=None, keys=None):
-        """Noise ``x`` at each timestep and return U-Net block features, unfused.
-
-        This is the one entry point for everything built on the U-Net (heads, DifFeed,
-        RepFusion, the dense pyramid).
-
-        Args:
-            x (Tensor): ``(B, 3, H, W)`` RGB in [-1, 1].
-            blocks (Sequence[int], optional): blocks to return; default ``self.blocks``.
-            timesteps (Sequence[int], optional): default ``self.timesteps``.
-            injections (Mapping[int, Tensor], optional): tensor added to a block's output
-                before it is passed on or stored as a skip; ``(B, C_b, H_b, W_b)``, or
-                ``(B * len(timesteps), ...)`` with timesteps outermost.
-            keys (Tensor, optional): ``(B,)`` image keys for 'fixed'/'ensemble' noise.
-
-        Returns:
-            dict[int, Tensor]: block -> ``(len(timesteps), B, C_b, H_b, W_b)``, averaged over
-            noise draws in 'ensemble' mode.
-        """
-        blocks = self.blocks if blocks is None else tuple(blocks)
-        timesteps = self.timesteps if timesteps is None else tuple(timesteps)
-        self._check_timesteps(timesteps)
-        self._check_image(x)
-        n_t, batch = len(timesteps), x.shape[0]
-        t_batch = torch.tensor(timesteps, device=x.device).repeat_interleave(batch)
-        if injections:
-            injections = {b: v if v.shape[0] == n_t * batch else v.repeat(n_t, 1, 1, 1)
-                          for b, v in injections.items()}
-
-        def noised(draw):
-            return torch.cat([self._q_sample(x, t, draw, keys) for t in timesteps])
-        feats = self._run_unet(noised, x, t_batch, blocks, injections)
-        return {b: f.unflatten(0, (n_t, batch)) for b, f in feats.items()}
-
-    def intermediates_at(self, x, t, blocks=None, injections=None, keys=None):
-        """Like :meth:`intermediates` with one timestep per image (e.g. a learned policy's).
-
-        Args:
-            x (Tensor): ``(B, 3, H, W)`` RGB in [-1, 1].
-            t (Tensor): ``(B,)`` integer timesteps in [0, diffusion_steps).
-            blocks (Sequence[int], optional): blocks to return; default ``self.blocks``.
-            injections (Mapping[int, Tensor], optional): ``(B, C_b, H_b, W_b)`` per block.
-            keys (Tensor, optional): ``(B,)`` image keys for 'fixed'/'ensemble' noise.
-
-        Returns:
-            dict[int, Tensor]: block -> ``(B, C_b, H_b, W_b)``, image i noised to ``t[i]``.
-        """
-        blocks = self.blocks if blocks is None else tuple(blocks)
-        self._check_image(x)
-        if not torch.is_tensor(t) or t.shape != (x.shape[0],):
-            raise ValueError(f't must be a ({x.shape[0]},) tensor of timesteps, one per image; '
-                             f'got {t if not torch.is_tensor(t) else tuple(t.shape)}')
-        self._check_timesteps(t.tolist())
-        t = t.to(device=x.device, dtype=torch.long)
-        return self._run_unet(lambda draw: self._q_sample(x, t, draw, keys), x, t, blocks,
-                              injections)
-
-    @staticmethod
-    def _check_image(x):
-        if x.dim() != 4:
-            raise ValueError(f'expected a (B, C, H, W) image batch, got shape {tuple(x.shape)}')
-
-    def _run_unet(self, noised, x, t_batch, blocks, injections):
-        """U-Net features of ``noised(draw)`` at ``t_batch``, averaged over noise draws.
-
-        Returns:
-            dict[int, Tensor]: block -> ``(N, C_b, H_b, W_b)`` float32, N = ``len(t_batch)``.
-        """
+    def _unet_features(self, x_t, t_batch, blocks, injections):
         y = None
         if self.class_label is not None:
-            y = torch.full((len(t_batch),), self.class_label, device=x.device, dtype=torch.long)
+            y = torch.full((len(t_batch),), self.class_label, device=x_t.device,
+                           dtype=torch.long)
         checkpoint_fn = None
         if self.with_cp and torch.is_grad_enabled():
             def checkpoint_fn(block, h, emb):
                 return torch_checkpoint.checkpoint(block, h, emb, use_reentrant=False)
-        autocast_dtype = AUTOCAST_DTYPES[self.dtype]
-
-        out = None
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self._graph_needed(x, injections)):
-            for draw in range(self.noise.num_draws):
-                x_t = noised(draw)
-                if self.compile_kwargs is not None and checkpoint_fn is None:
-                    feats = self._compiled_features(x_t, t_batch, blocks, y, injections)
-                else:
-                    with torch.autocast(x.device.type, dtype=autocast_dtype or torch.float32,
-                                        enabled=autocast_dtype is not None):
-                        feats = self.unet.forward_intermediates(
-                            x_t, t_batch, blocks, y=y, stop_early=True,
-                            injections=injections, checkpoint_fn=checkpoint_fn)
-                feats = {b: f.float() for b, f in feats.items()}
-                out = feats if out is None else {b: out[b] + feats[b] for b in blocks}
-        if self.noise.num_draws > 1:
-            out = {b: f / self.noise.num_draws for b, f in out.items()}
-        return out
+        if self.compile_kwargs is not None and checkpoint_fn is None:
+            return self._compiled_features(x_t, t_batch, blocks, y, injections)
+        with self._autocast(x_t.device.type):
+            return self.unet.forward_intermediates(
+                x_t, t_batch, blocks, y=y, stop_early=True, injections=injections,
+                checkpoint_fn=checkpoint_fn)
 
     def _compiled_features(self, x_t, t_batch, blocks, y, injections):
         """The compiled prefix of the U-Net (see ``compile``): block -> ``(N, C, H, W)``."""
@@ -445,20 +313,3 @@ class ADMBackbone(BaseModule):
         if '_compiled_fns' in state:
             state['_compiled_fns'] = {}
         return state
-
-    def _q_sample(self, x, t, draw, keys):
-        noise = self.noise.sample(x.shape, x.device, x.dtype, draw=draw, keys=keys)
-        if noise is None:
-            return x
-        return self.schedule.q_sample(x, t, noise)
-
-    def fuse(self, feature):
-        """``(T, B, C, H, W)`` -> ``(B, T * C, H, W)`` ('concat') or ``(B, C, H, W)`` ('mean')."""
-        if self.fuse_timesteps == 'mean':
-            return feature.mean(0)
-        return torch.cat(list(feature), dim=1)
-
-    def forward(self, x):
-        """``(B, 3, H, W)`` in [-1, 1] -> tuple of fused features, one per block."""
-        feats = self.intermediates(x)
-        return tuple(self.fuse(feats[b]) for b in self.blocks)

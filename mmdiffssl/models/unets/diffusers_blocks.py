@@ -1,0 +1,346 @@
+"""Block table and block-level forward of diffusers U-Nets (``UNet2DConditionModel``,
+``UNet2DModel``), stopping after the deepest requested block.
+
+Block numbering (1-based, execution order), one block per diffusers block module:
+
+=====================  ===========  ===========================================
+block                  kind         module (its feature)
+=====================  ===========  ===========================================
+1 .. D                 'input'      ``down_blocks.0`` .. ``down_blocks.{D-1}``
+D + 1                  'middle'     ``mid_block``
+D + 2 .. D + 1 + U     'output'     ``up_blocks.0`` .. ``up_blocks.{U-1}``
+=====================  ===========  ===========================================
+
+A block's feature is the output of its last ResNet/attention layer, **before** its
+resampler: a down block's feature is the skip it stores at its own resolution (not the
+downsampled map it passes on), an up block's feature is its map before the upsampler. So
+``down_blocks.i`` and ``up_blocks.{U-1-i}`` have the same resolution, and the decoder
+pyramid of Stable Diffusion 1.x/2.x (4 levels) is ``up_blocks.0..3`` at strides 8, 4, 2, 1
+of the latent, i.e. 64, 32, 16 and 8 of the image (1280, 1280, 640 and 320 channels); the
+resampler runs as part of its block and feeds the next one. Names (``'up_blocks.1'``,
+``'mid_block'``) are accepted wherever block numbers are.
+
+Stable Diffusion 1.x/2.x (``block_out_channels`` 320, 640, 1280, 1280):
+
+=====  ===============  ========  ==================  ================
+block  module           channels  stride (of image)   cross-attention
+=====  ===============  ========  ==================  ================
+1      down_blocks.0    320       8                   yes
+2      down_blocks.1    640       16                  yes
+3      down_blocks.2    1280      32                  yes
+4      down_blocks.3    1280      64                  no
+5      mid_block        1280      64                  yes
+6      up_blocks.0      1280      64                  no
+7      up_blocks.1      1280      32                  yes
+8      up_blocks.2      640       16                  yes
+9      up_blocks.3      320       8                   yes
+=====  ===============  ========  ==================  ================
+
+The forward (:func:`forward_intermediates`) runs the U-Net's own modules in the order of
+diffusers' ``forward`` (timestep embedding, ``conv_in``, down blocks with their skips, mid
+block, up blocks popping the skips) and stops after the deepest requested block; the final
+norm and ``conv_out`` never run. Features equal those read by forward hooks on the same
+modules during diffusers' full forward (tests/test_models/test_backbones/test_sd_backbone.py).
+Class/addition embeddings (SDXL, unCLIP), ControlNet residuals and the score-SDE skip blocks
+are not supported and are refused when the model is checked.
+"""
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class DiffusersBlockSpec:
+    """One block of a diffusers U-Net (see the module docstring).
+
+    Attributes:
+        index: 1-based block number.
+        name: module name, e.g. ``'up_blocks.1'``.
+        kind: ``'input'``, ``'middle'`` or ``'output'`` (ADM's words).
+        channels: channels of the block's feature.
+        stride: U-Net input size / feature size (latent strides for latent models).
+        cross_attention: the block has cross-attention layers (text conditioning).
+    """
+    index: int
+    name: str
+    kind: str
+    channels: int
+    stride: int
+    cross_attention: bool
+
+
+def check_supported(unet):
+    """Raise ValueError for diffusers U-Net features this block forward does not handle."""
+    config = unet.config
+    unsupported = []
+    for key in ('class_embed_type', 'addition_embed_type', 'num_class_embeds',
+                'encoder_hid_dim_type', 'time_cond_proj_dim'):
+        if config.get(key) is not None:
+            unsupported.append(f'{key}={config.get(key)!r}')
+    for name, block in _named_blocks(unet):
+        if hasattr(block, 'skip_conv'):
+            unsupported.append(f'{name} ({type(block).__name__}, score-SDE skip block)')
+    if unsupported:
+        raise ValueError(f'{type(unet).__name__} with {", ".join(unsupported)} is not supported '
+                         '(supported: Stable Diffusion 1.x/2.x and DDPM-style U-Nets)')
+
+
+def _named_blocks(unet):
+    for i, block in enumerate(unet.down_blocks):
+        yield f'down_blocks.{i}', block
+    if unet.mid_block is not None:
+        yield 'mid_block', unet.mid_block
+    for i, block in enumerate(unet.up_blocks):
+        yield f'up_blocks.{i}', block
+
+
+def _resampler(block):
+    """The block's down- or upsampler module list, or None."""
+    return getattr(block, 'downsamplers', None) or getattr(block, 'upsamplers', None)
+
+
+def block_specs(unet):
+    """list[DiffusersBlockSpec] of a diffusers U-Net, strides of the U-Net input."""
+    specs, stride = [], 1
+    for name, block in _named_blocks(unet):
+        kind = 'input' if name.startswith('down') else 'middle' if name == 'mid_block' \
+            else 'output'
+        specs.append(DiffusersBlockSpec(len(specs) + 1, name, kind,
+                                        int(block.resnets[-1].out_channels), stride,
+                                        bool(getattr(block, 'has_cross_attention', False))))
+        if _resampler(block):
+            stride = stride * 2 if kind == 'input' else stride // 2
+    return specs
+
+
+def size_divisor(unet):
+    """Input sizes must be multiples of this: 2 ** (number of downsamplers)."""
+    return 2**sum(bool(getattr(b, 'downsamplers', None)) for b in unet.down_blocks)
+
+
+def resolve_blocks(blocks, specs, pyramid_strides=None, stride_factor=1):
+    """Block numbers of ``blocks``: ints, module names, or ``'pyramid'``.
+
+    ``'pyramid'``: the last decoder block at each of ``pyramid_strides`` (strides of the
+    backbone input, i.e. latent strides x ``stride_factor``), in that order; None for every
+    decoder stride, finest first.
+    """
+    by_name = {s.name: s.index for s in specs}
+    allowed = (f'1..{len(specs)}, a module name ({", ".join(by_name)}) or \'pyramid\'')
+    if isinstance(blocks, str):
+        if blocks in by_name:
+            blocks = [blocks]
+        elif blocks != 'pyramid':
+            raise ValueError(f"blocks='{blocks}' is not allowed: give blocks as {allowed}")
+        else:
+            decoder = [s for s in specs if s.kind == 'output']
+            have = sorted({s.stride * stride_factor for s in decoder})
+            strides = have if pyramid_strides is None else [int(s) for s in pyramid_strides]
+            chosen = []
+            for stride in strides:
+                at = [s.index for s in decoder if s.stride * stride_factor == stride]
+                if not at:
+                    raise ValueError(f'no decoder block at stride {stride}; this U-Net\'s '
+                                     f'decoder has strides {have}')
+                chosen.append(at[-1])
+            return tuple(chosen)
+    out = []
+    for block in blocks:
+        if isinstance(block, str):
+            if block not in by_name:
+                raise ValueError(f"block '{block}' is not a block of this U-Net: give {allowed}")
+            out.append(by_name[block])
+        elif isinstance(block, int) and 1 <= block <= len(specs):
+            out.append(block)
+        else:
+            raise ValueError(f'block {block!r} is outside this U-Net\'s blocks: give {allowed}')
+    if not out:
+        raise ValueError('blocks is empty: request at least one block')
+    return tuple(out)
+
+
+def frozen_prefixes(unet, deepest):
+    """Parameter-name prefixes that get no gradient when the forward stops at ``deepest``:
+    later blocks, the resampler of ``deepest`` (its output is not used), the output layers."""
+    names = ['conv_norm_out.', 'conv_out.']
+    for index, (name, block) in enumerate(_named_blocks(unet), start=1):
+        if index > deepest:
+            names.append(name + '.')
+        elif index == deepest:
+            for attr in ('downsamplers', 'upsamplers'):
+                if getattr(block, attr, None):
+                    names.append(f'{name}.{attr}.')
+    return tuple(names)
+
+
+# ---------------------------------------------------------------------- attention maps
+def cross_attention_layers(block):
+    """The cross-attention (``attn2``) modules of a block, in execution order."""
+    return [m for m in block.modules()
+            if getattr(m, 'is_cross_attention', False) and hasattr(m, 'to_q')]
+
+
+@contextlib.contextmanager
+def capture_cross_attention(block, store):
+    """Append each cross-attention layer's head-averaged attention probabilities
+    ``(N, HW, T)`` (fp32) to ``store`` while the block runs."""
+    def hook(module, args, kwargs):
+        hidden = args[0] if args else kwargs['hidden_states']
+        context = kwargs.get('encoder_hidden_states')
+        if context is None and len(args) > 1:
+            context = args[1]
+        if module.norm_cross:
+            context = module.norm_encoder_hidden_states(context)
+        query, key = module.to_q(hidden), module.to_k(context)
+        heads = module.heads
+        query = query.unflatten(-1, (heads, -1)).transpose(1, 2)
+        key = key.unflatten(-1, (heads, -1)).transpose(1, 2)
+        if module.norm_q is not None:
+            query = module.norm_q(query)
+        if module.norm_k is not None:
+            key = module.norm_k(key)
+        scores = query.float() @ key.float().transpose(-1, -2) * module.scale
+        store.append(scores.softmax(-1).mean(1))
+
+    handles = [m.register_forward_pre_hook(hook, with_kwargs=True)
+               for m in cross_attention_layers(block)]
+    try:
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _maps_of(store, height, width):
+    """Mean over layers of ``(N, H*W, T)`` probabilities -> ``(N, T, H, W)``."""
+    probs = torch.stack(store).mean(0)
+    return probs.transpose(1, 2).unflatten(-1, (height, width))
+
+
+# ---------------------------------------------------------------------- forward
+def _embedding(unet, sample, timesteps, conditional):
+    if conditional:
+        t_emb = unet.get_time_embed(sample=sample, timestep=timesteps)
+        emb = unet.time_embedding(t_emb, None)
+        if unet.time_embed_act is not None:
+            emb = unet.time_embed_act(emb)
+        return emb
+    t_emb = unet.time_proj(timesteps).to(dtype=unet.dtype)
+    return unet.time_embedding(t_emb)
+
+
+@contextlib.contextmanager
+def _pre_upsample(block, store):
+    """Record the input of the block's upsampler (the block's feature) in ``store``."""
+    upsamplers = getattr(block, 'upsamplers', None)
+    if not upsamplers:
+        yield
+        return
+    handle = upsamplers[0].register_forward_pre_hook(
+        lambda module, args, kwargs: store.append(args[0] if args else kwargs['hidden_states']),
+        with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def forward_intermediates(unet, sample, timesteps, blocks, encoder_hidden_states=None,
+                          stop_early=True, attention_maps=()):
+    """Run a diffusers U-Net block by block and return the requested block features.
+
+    Args:
+        unet: a ``UNet2DConditionModel`` (``encoder_hidden_states`` required) or a
+            ``UNet2DModel``, checked by :func:`check_supported`.
+        sample (Tensor): ``(N, C_in, H, W)``, H and W multiples of :func:`size_divisor`.
+        timesteps (Tensor): ``(N,)`` integer timesteps.
+        blocks (Iterable[int]): block numbers (see the module docstring).
+        encoder_hidden_states (Tensor, optional): ``(N, L, D)`` text embeddings.
+        stop_early (bool): stop after the deepest requested block.
+        attention_maps (Iterable[int]): blocks whose cross-attention maps to return.
+
+    Returns:
+        (dict[int, Tensor], dict[int, Tensor]): block -> ``(N, C_b, H_b, W_b)`` feature, and
+        block -> ``(N, L, H_b, W_b)`` cross-attention probabilities (fp32; averaged over the
+        block's cross-attention layers and their heads) for each block of
+        ``attention_maps``.
+    """
+    conditional = hasattr(unet, 'get_time_embed')
+    wanted, maps_wanted = set(blocks), set(attention_maps)
+    names = [name for name, _ in _named_blocks(unet)]
+    last = max(wanted | maps_wanted) if stop_early else len(names)
+    if conditional and encoder_hidden_states is None:
+        raise ValueError(f'{type(unet).__name__} needs encoder_hidden_states')
+    if unet.config.center_input_sample:
+        sample = 2 * sample - 1.0
+    emb = _embedding(unet, sample, timesteps, conditional)
+    context = {}
+    if conditional:
+        context['encoder_hidden_states'] = unet.process_encoder_hidden_states(
+            encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=None)
+
+    features, maps = {}, {}
+    h = unet.conv_in(sample)
+    skips = (h, )
+    for index, (name, block) in enumerate(_named_blocks(unet), start=1):
+        if index > last:
+            break
+        kwargs = context if getattr(block, 'has_cross_attention', False) else {}
+        probs, pre = [], []
+        with capture_cross_attention(block, probs) if index in maps_wanted \
+                else contextlib.nullcontext():
+            if name.startswith('down'):
+                h, res = block(hidden_states=h, temb=emb, **kwargs)
+                skips += res
+                feature = res[-2] if getattr(block, 'downsamplers', None) else h
+            elif name == 'mid_block':
+                h = block(h, emb, **kwargs)
+                feature = h
+            else:
+                res = skips[-len(block.resnets):]
+                skips = skips[:-len(block.resnets)]
+                with _pre_upsample(block, pre):
+                    h = block(hidden_states=h, res_hidden_states_tuple=res, temb=emb, **kwargs)
+                feature = pre[0] if pre else h
+        if index in wanted:
+            features[index] = feature
+        if index in maps_wanted and probs:
+            maps[index] = _maps_of(probs, *feature.shape[-2:])
+    return features, maps
+
+
+# ---------------------------------------------------------------------- published shapes
+#: Config values of the published Stable Diffusion U-Nets and VAE (their diffusers
+#: ``unet/config.json`` and ``vae/config.json``), for block tables and shape checks without
+#: weights (e.g. ``SDBackbone(unet_config=SD_ARCHS['sd-1.x']['unet'], ...)`` on the meta
+#: device). 2.x differs from 1.x in its text width (OpenCLIP, 1024) and head layout.
+_SD_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+               block_out_channels=(128, 256, 512, 512), norm_num_groups=32, sample_size=512,
+               down_block_types=('DownEncoderBlock2D', ) * 4,
+               up_block_types=('UpDecoderBlock2D', ) * 4, scaling_factor=0.18215)
+_SD_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+                block_out_channels=(320, 640, 1280, 1280), norm_num_groups=32,
+                down_block_types=('CrossAttnDownBlock2D', ) * 3 + ('DownBlock2D', ),
+                up_block_types=('UpBlock2D', ) + ('CrossAttnUpBlock2D', ) * 3)
+SD_ARCHS = {
+    'sd-1.x': dict(unet=dict(_SD_UNET, cross_attention_dim=768, attention_head_dim=8),
+                   vae=_SD_VAE),
+    'sd-2.x': dict(unet=dict(_SD_UNET, cross_attention_dim=1024,
+                             attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+                             sample_size=96),
+                   vae=dict(_SD_VAE, sample_size=768)),
+}
+
+
+def format_block_table(specs, size):
+    """Lines of a block table (``tools/print_blocks.py``'s columns plus the module name) for
+    ``specs`` with image strides, sizes at ``size`` px."""
+    lines = [f'{"block":>5}  {"kind":<6}  {"channels":>8}  {"stride":>6}  '
+             f'{f"size at {size}px":>14}  {"module":<14}  cross-attn']
+    for spec in specs:
+        side = size // spec.stride
+        lines.append(f'{spec.index:>5}  {spec.kind:<6}  {spec.channels:>8}  {spec.stride:>6}  '
+                     f'{f"{side}x{side}":>14}  {spec.name:<14}  '
+                     f'{"yes" if spec.cross_attention else "no"}')
+    return lines
