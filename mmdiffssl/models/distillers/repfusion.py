@@ -24,7 +24,8 @@ class RepFusionDistiller(BaseModel):
         teacher (dict): the diffusion backbone config, e.g. ``ADMBackbone``; it must be
             frozen. Its ``noise`` mode applies ('none' = RepFusion's clean-image variant).
         student (dict): any backbone config returning a tuple of maps (mmpretrain's
-            ``ResNet``, ``ResNet_CIFAR``, ``MobileNetV2``, ...).
+            ``ResNet``, ``ResNet_CIFAR``, ``MobileNetV2``, ...); default mmpretrain's
+            ResNet-18, last stage.
         timestep_policy (dict): ``FixedTimestep``, ``UniformTimestep`` or
             ``LearnedTimestepPolicy``; its timesteps are checked against the teacher's range.
         teacher_block (int, optional): the teacher block distilled; default the first of the
@@ -57,7 +58,7 @@ class RepFusionDistiller(BaseModel):
 
     def __init__(self,
                  teacher,
-                 student,
+                 student=dict(type='mmpretrain.ResNet', depth=18, out_indices=(3, )),
                  timestep_policy=dict(type='FixedTimestep', timestep=150),
                  teacher_block=None,
                  student_index=-1,

@@ -176,3 +176,11 @@ def test_teacher_cache_switch_needs_a_fixed_policy():
                       teacher_cache=dict(root='unused')))
     with pytest.raises(ValueError, match='FixedTimestep'):
         apply_teacher_cache(cfg)
+
+
+def test_default_student_is_resnet18():
+    init_default_scope('mmpretrain')
+    model = MODELS.build(dict(type='RepFusionDistiller', teacher=copy.deepcopy(TEACHER)))
+    assert type(model.student).__name__ == 'ResNet' and model.student.depth == 18
+    assert model.projector.in_channels == 512
+    assert model.timestep_policy.candidates() == (150, )
