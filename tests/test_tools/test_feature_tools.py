@@ -25,6 +25,15 @@ def test_print_blocks_paper_table():
     assert re.search(r'38\s+out\s+6', out)
 
 
+def test_print_blocks_stable_diffusion_table():
+    pytest.importorskip('diffusers')
+    out = run_tool([osp.join(ROOT, 'tools/print_blocks.py'), 'sd-1.x'])
+    rows = [line.split() for line in out.splitlines() if re.match(r'\s+\d+\s', line)]
+    assert [r[0] for r in rows] == [str(i) for i in range(1, 10)]
+    assert rows[6] == ['7', 'output', '1280', '32', '16x16', 'up_blocks.1', 'yes']
+    assert rows[4][:2] == ['5', 'middle']
+
+
 @pytest.mark.parametrize('fmt', ['npy', 'safetensors'])
 def test_extract_features_folder(tmp_path, fmt):
     folder = tmp_path / 'images' / 'sub'
