@@ -21,8 +21,9 @@ class RepFusionDistiller(BaseModel):
     """Distils a frozen diffusion backbone's block feature at timestep t into a student.
 
     Args:
-        teacher (dict): the diffusion backbone config, e.g. ``ADMBackbone``; it must be
-            frozen. Its ``noise`` mode applies ('none' = RepFusion's clean-image variant).
+        teacher (dict): a frozen diffusion backbone config: ``ADMBackbone``, or
+            ``DiffusersUNetBackbone`` for diffusers DDPMs (RepFusion's CIFAR-10 teacher); its
+            ``noise`` mode applies ('none' = RepFusion's clean-image variant).
         student (dict): any backbone config returning a tuple of maps (mmpretrain's
             ``ResNet``, ``ResNet_CIFAR``, ``MobileNetV2``, ...); default mmpretrain's
             ResNet-18, last stage.
@@ -32,7 +33,7 @@ class RepFusionDistiller(BaseModel):
             teacher's ``blocks``.
         student_index (int): which student output is distilled (default the last).
         student_channels (int, optional): channels of that output; inferred by a forward of
-            a zero image at the teacher's image size when None.
+            a 64x64 zero image when None.
         distill_loss (str): 'pooled_mse' (default), 'spatial_mse' or 'attention'.
         distill_weight (float): weight of the distillation loss.
         num_classes (int, optional): classes of the auxiliary classifier on the teacher's
@@ -85,13 +86,15 @@ class RepFusionDistiller(BaseModel):
                              f'one timestep), not {type(self.timestep_policy).__name__}')
         self.teacher_from_cache = teacher_from_cache
 
-        specs = {s.index: s for s in self.teacher.unet.block_specs()}
         self.teacher_block = int(teacher_block if teacher_block is not None
                                  else self.teacher.blocks[0])
-        if self.teacher_block not in specs:
+        try:
+            if self.teacher_block < 1:
+                raise IndexError
+            teacher_channels = self.teacher.block_shape(self.teacher_block).channels
+        except (KeyError, IndexError):
             raise ValueError(f'teacher_block {self.teacher_block} is not a block of the '
-                             f'teacher (1..{len(specs)})')
-        teacher_channels = specs[self.teacher_block].channels
+                             'teacher (tools/print_blocks.py lists them)') from None
         self.student_index = int(student_index)
 
         if distill_loss not in DISTILL_LOSSES:
@@ -117,8 +120,7 @@ class RepFusionDistiller(BaseModel):
             else:
                 self.aux_head = nn.Linear(teacher_channels, num_classes)
 
-    def _infer_student_channels(self):
-        size = self.teacher.flags['image_size']
+    def _infer_student_channels(self, size=64):
         device = next(self.student.parameters()).device
         was_training = self.student.training
         self.student.eval()

@@ -184,3 +184,19 @@ def test_default_student_is_resnet18():
     assert type(model.student).__name__ == 'ResNet' and model.student.depth == 18
     assert model.projector.in_channels == 512
     assert model.timestep_policy.candidates() == (150, )
+
+
+def test_diffusers_ddpm_teacher():
+    """RepFusion's CIFAR-10 teacher is a diffusers DDPM: the same distiller runs on
+    DiffusersUNetBackbone (a tiny random UNet2DModel) and its targets are that backbone's."""
+    pytest.importorskip('diffusers')
+    from helpers.sd_tiny import TINY_DDPM
+    model = distiller(teacher=dict(type='DiffusersUNetBackbone', unet_config=TINY_DDPM,
+                                   blocks=(6, ), noise='none', frozen=True)).train()
+    assert model.projector.out_channels == model.teacher.block_shape(6).channels == 32
+    x = images(2, seed=1)[:, :, :16, :16]
+    losses = model(x, samples([0, 1]), mode='loss')
+    losses['loss_distill'].backward()
+    assert model.projector.weight.grad.abs().sum() > 0
+    target = model.teacher_features(x, torch.tensor([50, 50]))
+    torch.testing.assert_close(target, model.teacher.intermediates(x, timesteps=(50, ))[6][0])
