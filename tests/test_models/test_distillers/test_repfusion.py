@@ -200,3 +200,25 @@ def test_diffusers_ddpm_teacher():
     assert model.projector.weight.grad.abs().sum() > 0
     target = model.teacher_features(x, torch.tensor([50, 50]))
     torch.testing.assert_close(target, model.teacher.intermediates(x, timesteps=(50, ))[6][0])
+
+
+def test_diffusers_ddpm_teacher_config_builds():
+    """The CIFAR-10 config with RepFusion's diffusers DDPM teacher builds and takes a loss
+    step once its weights folder is swapped for a tiny random UNet2DModel config."""
+    pytest.importorskip('diffusers')
+    from mmengine.config import Config
+
+    from conftest import ROOT
+    from helpers.sd_tiny import TINY_DDPM
+    cfg = Config.fromfile(f'{ROOT}/configs/repfusion/'
+                          'repfusion-learned-t_ddpm-cifar10_resnet18-cifar_1xb128-200e_cifar10.py')
+    assert cfg.model.teacher.type == 'DiffusersUNetBackbone'
+    cfg.model.teacher.pretrained = None
+    cfg.model.teacher.unet_config = TINY_DDPM
+    cfg.model.teacher.blocks = (6, )
+    cfg.model.data_preprocessor = cfg.data_preprocessor
+    init_default_scope('mmpretrain')
+    model = MODELS.build(cfg.model).train()
+    assert len(model.timestep_policy.candidates()) == 20
+    losses = model(images(2)[:, :, :16, :16], samples([3, 7]), mode='loss')
+    assert {'loss_distill', 'loss_policy', 'loss_aux_cls'} <= set(losses)
