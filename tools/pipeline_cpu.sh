@@ -22,7 +22,8 @@
 # Sizes are environment variables (defaults in brackets): PRETRAIN_IMAGES [3200],
 # PRETRAIN_BATCH [32], PRETRAIN_LR [1e-3], PROBE_TRAIN [5000], PROBE_TEST [2000],
 # SWEEP_BLOCKS ["2 4 6 7 8 10"], SWEEP_TIMESTEPS ["10 100 300"], SWEEP_TRAIN [1000],
-# SWEEP_TEST [500], SAMPLES [4]; OUT [work_dirs/pipeline], DATA [data/fashion_mnist],
+# SWEEP_TEST [500], SAMPLES [4], SAMPLE_STEPS [100, DDIM respaced]; OUT [work_dirs/pipeline],
+# DATA [data/fashion_mnist],
 # PYTHON [.venv/bin/python], OMP_NUM_THREADS [1].
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,7 @@ SWEEP_TIMESTEPS="${SWEEP_TIMESTEPS:-10 100 300}"
 SWEEP_TRAIN="${SWEEP_TRAIN:-1000}"
 SWEEP_TEST="${SWEEP_TEST:-500}"
 SAMPLES="${SAMPLES:-4}"
+SAMPLE_STEPS="${SAMPLE_STEPS:-100}"
 
 PRETRAIN_CFG=configs/pretrain/ddpm_adm-tiny_1xb64-5e_fashion-mnist-32px.py
 PROBE_CFG=configs/diffssl/linear_adm-tiny_1xb64-2e_fashion-mnist-32px.py
@@ -83,7 +85,7 @@ step "2/5 DDPM pretraining: $PRETRAIN_IMAGES images, batch $PRETRAIN_BATCH, Adam
 
 step "3/5 $SAMPLES DDIM samples of the pretrained U-Net, in the background -> $OUT/samples.log"
 "$PY" tools/sample.py "$PRETRAIN_CFG" "$CKPT" "$OUT/samples.png" --method ddim --num "$SAMPLES" \
-    > "$OUT/samples.log" 2>&1 &
+    --steps "$SAMPLE_STEPS" > "$OUT/samples.log" 2>&1 &
 SAMPLER=$!
 trap 'kill "$SAMPLER" 2> /dev/null || true' EXIT   # a failed step stops the sampler too
 

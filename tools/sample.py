@@ -36,6 +36,8 @@ def main():
     parser.add_argument('out', help='PNG path')
     parser.add_argument('--checkpoint-prefix', default='unet.')
     parser.add_argument('--method', choices=['ddpm', 'ddim'], default='ddpm')
+    parser.add_argument('--steps', type=int,
+                        help="ddim only: N evenly strided timesteps (guided-diffusion's 'ddimN')")
     parser.add_argument('--num', type=int, default=16)
     parser.add_argument('--size', type=int, help='image size (default: the arch image_size)')
     parser.add_argument('--class-label', type=int)
@@ -56,7 +58,12 @@ def main():
         if args.class_label is None:
             parser.error('this arch is class-conditional: pass --class-label')
         y = torch.full((args.num, ), args.class_label, device=args.device)
-    samples = getattr(sampler, args.method)(noise, y=y, generator=gen)
+    if args.method == 'ddim':
+        samples = sampler.ddim(noise, y=y, generator=gen, steps=args.steps)
+    elif args.steps is not None:
+        parser.error('--steps respaces DDIM only: add --method ddim')
+    else:
+        samples = sampler.ddpm(noise, y=y, generator=gen)
     images = ((samples.clamp(-1, 1) + 1) * 127.5).round().byte().cpu().permute(0, 2, 3, 1).numpy()
     cols = int(np.ceil(np.sqrt(args.num)))
     rows = int(np.ceil(args.num / cols))

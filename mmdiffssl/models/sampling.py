@@ -61,20 +61,44 @@ class DiffusionSampler:
         return x
 
     @torch.no_grad()
-    def ddim(self, noise, y=None, eta=0.0, generator=None):
-        """DDIM sampling over all T steps from ``noise`` (``eta=0``: deterministic)."""
+    def ddim(self, noise, y=None, eta=0.0, generator=None, steps=None):
+        """DDIM sampling from ``noise`` (``eta=0``: deterministic).
+
+        ``steps=None`` runs all T steps; ``steps=N`` runs the N evenly strided timesteps of
+        guided-diffusion's ``timestep_respacing='ddimN'`` (see :func:`ddim_timesteps`), each
+        step going to the previous used timestep, as its respaced ``ddim_sample_loop`` does.
+        """
         obj = self.objective
         abar = obj.schedule.alphas_cumprod
-        abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
+        used = ddim_timesteps(obj.schedule.num_steps, steps)
+        abar_prev = torch.cat([abar.new_ones(1), abar[used[:-1]]])  # abar of the next step
         x = noise
-        for step in reversed(range(obj.schedule.num_steps)):
-            t = torch.full((x.shape[0], ), step, device=x.device, dtype=torch.long)
+        for i in reversed(range(len(used))):
+            t = torch.full((x.shape[0], ), used[i], device=x.device, dtype=torch.long)
             pred_x0, _, _ = self._predict(x, t, y)
             eps = (obj._take(obj.sqrt_recip_abar, t, x) * x - pred_x0) / \
                 obj._take(obj.sqrt_recipm1_abar, t, x)
-            a, a_prev = obj._take(abar, t, x), obj._take(abar_prev, t, x)
+            a = obj._take(abar, t, x)
+            a_prev = torch.full_like(a, abar_prev[i].item())
             sigma = eta * torch.sqrt((1 - a_prev) / (1 - a)) * torch.sqrt(1 - a / a_prev)
             z = self._noise(x, generator)
             mean = pred_x0 * torch.sqrt(a_prev) + torch.sqrt(1 - a_prev - sigma ** 2) * eps
-            x = mean + (step != 0) * sigma * z
+            x = mean + (i != 0) * sigma * z
         return x
+
+
+def ddim_timesteps(num_steps, steps=None):
+    """The timesteps DDIM visits, ascending: all of ``range(num_steps)``, or for ``steps=N``
+    ``range(0, num_steps, k)`` with the smallest integer stride k giving exactly N of them
+    (guided-diffusion's ``'ddimN'`` respacing).
+
+    Raises:
+        ValueError: when no integer stride gives exactly N timesteps.
+    """
+    if steps is None:
+        return list(range(num_steps))
+    for stride in range(1, num_steps + 1):
+        if len(range(0, num_steps, stride)) == steps:
+            return list(range(0, num_steps, stride))
+    raise ValueError(f'steps={steps}: no integer stride gives exactly {steps} of the '
+                     f'{num_steps} diffusion steps (any divisor of {num_steps} works)')
