@@ -52,6 +52,14 @@ def load_config(config, cfg_options=None, work_dir=None, launcher='none'):
     return cfg
 
 
+def _classification_preprocessor(cfg):
+    """The data preprocessor config the model is built with (the model's, else the top-level
+    one, as the Runner does), typed as mmpretrain's ``ClsDataPreprocessor`` when untyped."""
+    preprocessor = dict(cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor') or {})
+    preprocessor.setdefault('type', 'mmpretrain.ClsDataPreprocessor')
+    return preprocessor
+
+
 def apply_feature_cache(cfg):
     """The ``feature_cache`` config switch: train and test heads from cached features.
 
@@ -74,8 +82,7 @@ def apply_feature_cache(cfg):
     backbone = cfg.model.backbone
     if not backbone.get('frozen', True):
         raise ValueError('feature_cache needs a frozen backbone (model.backbone.frozen=True)')
-    preprocessor = dict(cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor') or {})
-    preprocessor.setdefault('type', 'mmpretrain.ClsDataPreprocessor')
+    preprocessor = _classification_preprocessor(cfg)
     pool, input_size = cache.get('pool'), cache.get('input_size')
     num_workers = cache.get('num_workers', 0)
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
@@ -120,8 +127,7 @@ def apply_teacher_cache(cfg):
     teacher = dict(model.teacher)
     teacher['blocks'] = (model.get('teacher_block') or teacher['blocks'][0], )
     teacher['timesteps'] = (policy.get('timestep', 150), )
-    preprocessor = dict(model.get('data_preprocessor') or cfg.get('data_preprocessor') or {})
-    preprocessor.setdefault('type', 'mmpretrain.ClsDataPreprocessor')
+    preprocessor = _classification_preprocessor(cfg)
     cfg.train_dataloader.dataset = dict(
         type='TeacherFeatureDataset', dataset=cfg.train_dataloader.dataset, teacher=teacher,
         data_preprocessor=preprocessor, cache_root=cache['root'],

@@ -290,6 +290,10 @@ class CachedFeatureDataset(Dataset):
     def __getitem__(self, index):
         return self.__getitems__([index])[0]
 
+    def read_rows(self, indices):
+        """``(len(indices), D)`` fp16 tensor of the cached rows, from one memory-map read."""
+        return torch.from_numpy(np.ascontiguousarray(self.features[list(indices)]))
+
     def __getitems__(self, indices):
         """The items of a batch of indices, from one read of the memory-mapped rows.
 
@@ -298,8 +302,7 @@ class CachedFeatureDataset(Dataset):
         """
         from mmpretrain.structures import DataSample
         indices = [int(i) for i in indices]
-        rows = torch.from_numpy(np.ascontiguousarray(self.features[indices]))
-        rows = rows.view(len(indices), -1, 1, 1)
+        rows = self.read_rows(indices).view(len(indices), -1, 1, 1)
         labels = ([None] * len(indices) if self.labels is None else
                   torch.from_numpy(self.labels[indices]).split(1))
         items = []

@@ -73,6 +73,6 @@ class TeacherFeatureDataset(Dataset):
 
     def __getitem__(self, index):
         item = self.dataset[index]
-        row = self.cache[index]['inputs']
+        row = self.cache.read_rows([index])[0]
         item['data_samples'].set_field(row.view(self.feature_shape), 'teacher_feature')
         return item
