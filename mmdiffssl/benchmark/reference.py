@@ -15,7 +15,6 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from mmdiffssl.models.backbones.adm_backbone import block_module_name
 
 
 def import_guided_diffusion():
@@ -45,13 +44,14 @@ class GuidedDiffusionReference:
         blocks (Sequence[int]): blocks whose outputs the hooks keep (our numbering, which
             maps onto the same ``input_blocks.N``/``middle_block``/``output_blocks.N``
             module names).
-        block_specs (list[BlockSpec]): our U-Net's ``block_specs()`` for that mapping.
+        block_table (BlockTable): our backbone's block table (``BlockInfo.name`` is the
+            module name in guided-diffusion's model too).
         fp16 (bool): build with ``use_fp16=True``; call :meth:`convert_to_fp16` after the
             weights are loaded (and after any fp32 comparison).
         class_label (int, optional): label of every image for class-conditional archs.
     """
 
-    def __init__(self, flags, blocks: Sequence[int], block_specs, fp16: bool = False,
+    def __init__(self, flags, blocks: Sequence[int], block_table, fp16: bool = False,
                  class_label: Optional[int] = None):
         script_util = import_guided_diffusion()
         names = inspect.signature(script_util.create_model).parameters
@@ -69,10 +69,9 @@ class GuidedDiffusionReference:
             raise ValueError('this arch is class-conditional: give class_label')
         self.class_label = class_label if flags['class_cond'] else None
         self.blocks = tuple(blocks)
-        specs = {s.index: s for s in block_specs}
         self._store = {}
         for block in self.blocks:
-            module = self.model.get_submodule(block_module_name(specs[block], block_specs))
+            module = self.model.get_submodule(block_table.row(block).name)
             module.register_forward_hook(self._keeper(block))
 
     def _keeper(self, block):

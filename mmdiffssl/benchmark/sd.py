@@ -11,7 +11,6 @@ agreement work as for ADM (:mod:`mmdiffssl.benchmark.speed`).
 """
 from __future__ import annotations
 
-import copy
 import datetime
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional, Sequence, Union
@@ -44,17 +43,18 @@ class SDBenchmarkConfig(CommonBenchmarkConfig):
     stride4: Optional[str] = None
 
 
-def build_sd_backbone(cfg: SDBenchmarkConfig) -> SDBackbone:
+def build_sd_backbone(cfg: SDBenchmarkConfig, prune=True) -> SDBackbone:
     """The backbone: from ``pretrained``, or random weights of ``arch`` (a name of
-    ``SD_ARCHS`` or ``dict(unet=..., vae=...)``) with a random 77-token text embedding."""
+    ``SD_ARCHS`` or ``dict(unet=..., vae=...)``) with a random 77-token text embedding.
+    ``prune=False`` keeps the whole U-Net (the reference's copy; same weights)."""
     common = dict(blocks=cfg.blocks, timesteps=cfg.timesteps, noise=cfg.noise,
-                  noise_seed=cfg.seed, dtype=cfg.dtype, stride4=cfg.stride4)
+                  noise_seed=cfg.seed, init_seed=cfg.seed, dtype=cfg.dtype,
+                  stride4=cfg.stride4, prune=prune)
     if cfg.pretrained:
         return SDBackbone(pretrained=cfg.pretrained, config=cfg.config, **common).eval()
     arch = SD_ARCHS[cfg.arch] if isinstance(cfg.arch, str) else cfg.arch
     if isinstance(cfg.arch, str) and cfg.arch not in SD_ARCHS:
         raise ValueError(f"arch '{cfg.arch}' is not one of {tuple(SD_ARCHS)} (or a dict)")
-    torch.manual_seed(cfg.seed)
     return SDBackbone(unet_config=arch['unet'], vae_config=arch['vae'],
                       text=dict(type='learned', num_tokens=77), **common).eval()
 
@@ -63,8 +63,11 @@ class DiffusersReference:
     """Full diffusers forwards, one per timestep, blocks read by forward hooks."""
 
     def __init__(self, backbone: SDBackbone, blocks, fp16: bool):
-        self.unet = copy.deepcopy(backbone.unet)
-        self.vae = copy.deepcopy(backbone.vae)
+        if backbone.pruned:
+            raise ValueError('the reference runs the full U-Net: give an SDBackbone built '
+                             'with prune=False')
+        self.unet = backbone.unet
+        self.vae = backbone.vae
         self.context = backbone.prompt_embeds.detach().clone()
         self.scaling = backbone.scaling_factor
         self.dtype = 'fp16' if fp16 else 'fp32'
@@ -74,7 +77,7 @@ class DiffusersReference:
         self.scheduler = DDPMScheduler(num_train_timesteps=len(betas),
                                        trained_betas=betas.tolist())
         self._feats = {}
-        for spec in backbone.block_specs():
+        for spec in backbone.block_table:
             if spec.index not in blocks:
                 continue
             module = self.unet.get_submodule(spec.name)
@@ -134,7 +137,7 @@ def _run(cfg, log):
     weights = cfg.pretrained or f'random ({cfg.arch if isinstance(cfg.arch, str) else "custom"})'
     log(f'SD blocks {blocks} timesteps {timesteps} batch {cfg.batch} size {cfg.size} '
         f'device {device} weights {weights}')
-    backbone._check_size(torch.empty(1, 3, cfg.size, cfg.size))
+    backbone._check_image(torch.empty(1, 3, cfg.size, cfg.size))
 
     generator = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     check = torch.Generator(device=device).manual_seed(cfg.seed + 2)
@@ -185,7 +188,8 @@ def _run(cfg, log):
         backbone.cpu()   # one side on the device at a time
         if device.type == 'cuda':
             torch.cuda.empty_cache()
-        ref = DiffusersReference(backbone, blocks, fp16=ref_dtype == 'fp16')
+        ref = DiffusersReference(build_sd_backbone(cfg, prune=False), blocks,
+                                 fp16=ref_dtype == 'fp16')
         ref.to(device, torch.float32)
         ref_fp32 = _on_cpu(ref.features(check_x, timesteps, noise=check_noise), images)
         ref.to(device)

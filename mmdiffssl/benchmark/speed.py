@@ -302,11 +302,11 @@ def _run_benchmark(cfg, log):
     compile_arg = False
     if cfg.compile:
         compile_arg = {'mode': cfg.compile_mode} if cfg.compile_mode else True
-    backbone = ADMBackbone(
-        arch=flags, checkpoint=cfg.checkpoint, blocks=resolve_blocks(flags, cfg.blocks),
-        timesteps=cfg.timesteps, noise=cfg.noise, noise_seed=cfg.seed,
-        class_label=class_label if flags['class_cond'] else None, dtype=cfg.dtype,
-        random_init='redraw', compile=compile_arg, cuda_graphs=cfg.cuda_graphs).eval()
+    build = dict(arch=flags, checkpoint=cfg.checkpoint, blocks=resolve_blocks(flags, cfg.blocks),
+                 timesteps=cfg.timesteps, noise=cfg.noise, noise_seed=cfg.seed,
+                 class_label=class_label if flags['class_cond'] else None, dtype=cfg.dtype,
+                 random_init='redraw', init_seed=cfg.seed)
+    backbone = ADMBackbone(**build, compile=compile_arg, cuda_graphs=cfg.cuda_graphs).eval()
     blocks, timesteps = backbone.blocks, backbone.timesteps
     weights = 'loaded from ' + cfg.checkpoint if cfg.checkpoint else \
         f're-drawn (redraw_parameters_, seed {cfg.seed})'
@@ -353,9 +353,12 @@ def _run_benchmark(cfg, log):
 
     # ------------------------------------------------------------------ reference
     if cfg.reference:
-        ref = GuidedDiffusionReference(flags, blocks, backbone.unet.block_specs(),
+        ref = GuidedDiffusionReference(flags, blocks, backbone.block_table,
                                        fp16=ref_dtype == 'fp16', class_label=class_label)
-        ref.model.load_state_dict(backbone.unet.state_dict(), strict=True)
+        # the same weights, unpruned (ours drops the blocks it never runs)
+        full = ADMBackbone(**build, prune=False).unet.state_dict()
+        ref.model.load_state_dict(full, strict=True)
+        del full
         ref.to(device)
         with ref.fp32():
             ref_fp32 = _on_cpu(ref.features(check_x, timesteps, noise=check_noise), images)

@@ -6,8 +6,9 @@ flattened and concatenated into one fp16 row per image, in a memory-mapped ``.np
 
 A cache lives in ``<root>/<key hash>/``: ``features.npy`` ``(N, D)`` fp16 and ``meta.json``
 (the key fields, the row layout, the file size and its blake2b checksum). The key covers the
-U-Net weights (checkpoint file hash, or a hash of the weights), the arch flags, blocks,
-timesteps, fusion, noise mode, seed and ensemble size, the pooling, the data preprocessor,
+backbone's ``cache_key()`` (for every family: the weights' file fingerprint, the arch,
+blocks, timesteps, fusion, noise mode, seed and ensemble size, the schedule, dtype and what
+else the family's features depend on), the pooling, the data preprocessor,
 the dataset (type, root, annotation file, split, subset) with its pipeline, and the ids of the
 images in order. A changed field gives another folder (a new fill); a truncated file or a
 flipped byte fails the size or checksum check and the cache is refilled, with a log line
@@ -38,39 +39,10 @@ from mmengine.registry import DATASETS, MODELS
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from mmdiffssl.models.backbones.base import (DiffusionBackbone, file_checksum, jsonable,
+                                             key_hash, shapes_only)
+
 CACHE_NOISE_MODES = ('fixed', 'none', 'ensemble')
-_HASH_CHUNK = 1 << 24
-
-
-def file_checksum(path):
-    """blake2b hex digest of a file, read in 16 MB chunks."""
-    digest = hashlib.blake2b(digest_size=20)
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(_HASH_CHUNK), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def weights_fingerprint(backbone):
-    """Hash identifying the U-Net's weights: the checkpoint file's bytes, else the tensors."""
-    if backbone.checkpoint is not None:
-        return 'file:' + file_checksum(backbone.checkpoint)
-    digest = hashlib.blake2b(digest_size=20)
-    for name, tensor in sorted(backbone.unet.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return 'weights:' + digest.hexdigest()
-
-
-def _jsonable(value):
-    """Config values (ConfigDict, tuples) as plain JSON-able data."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in sorted(value.items())}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return repr(value)
 
 
 def sample_id(dataset, index, info=None):
@@ -106,23 +78,31 @@ def _scan(dataset):
     return ids, None if labels is None else np.asarray(labels, dtype=np.int64)
 
 
-def cache_layout(backbone_cfg, pool=None, input_size=None):
-    """``[(block, channels, h, w)]`` of a cached row, from the backbone config alone.
+def layout_of(backbone, pool=None, input_size=None):
+    """``[(block, channels, h, w)]`` of a cached row for a built backbone, one per output.
 
-    The backbone is built on the meta device (no weights loaded, no memory). ``h, w`` are
-    ``pool`` when pooling, else ``input_size / stride``.
+    ``h, w`` are ``pool`` when pooling, else ``input_size / stride``; ``block`` is the block
+    number of the output (None for an output that is no block, which families put first:
+    Stable Diffusion's stride-4 level).
     """
     if pool is None and input_size is None:
         raise ValueError('a feature cache without pooling needs input_size=(H, W)')
-    cfg = dict(backbone_cfg, checkpoint=None, random_init='guided')
-    with torch.device('meta'):
-        backbone = MODELS.build(cfg)
+    shapes = backbone.output_shape()
+    blocks = [None] * (len(shapes) - len(backbone.blocks)) + list(backbone.blocks)
     layout = []
-    for block, spec in zip(backbone.blocks, backbone.output_shape()):
+    for block, spec in zip(blocks, shapes):
         h, w = (pool, pool) if pool else (input_size[0] // spec.stride,
                                           input_size[1] // spec.stride)
         layout.append((block, spec.channels, h, w))
     return layout
+
+
+def cache_layout(backbone_cfg, pool=None, input_size=None):
+    """:func:`layout_of` from the backbone config alone (built by
+    :func:`~mmdiffssl.models.backbones.base.shapes_only`: meta device, no weights read)."""
+    with shapes_only():
+        backbone = MODELS.build(dict(backbone_cfg))
+    return layout_of(backbone, pool, input_size)
 
 
 @DATASETS.register_module()
@@ -159,32 +139,27 @@ class CachedFeatureDataset(Dataset):
         self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
         self.metainfo = self.dataset.metainfo
         backbone_module = MODELS.build(backbone)
+        if not isinstance(backbone_module, DiffusionBackbone):
+            raise TypeError(f'the feature cache needs a diffusion backbone, got '
+                            f'{type(backbone_module).__name__}')
+        if not backbone_module.frozen:
+            raise ValueError('the feature cache needs a frozen backbone (frozen=True)')
         if backbone_module.noise.mode not in CACHE_NOISE_MODES:
             raise ValueError(f"noise='{backbone_module.noise.mode}' cannot be cached (each pass "
                              f'draws new noise); use one of {CACHE_NOISE_MODES}')
-        self.layout = cache_layout(backbone, pool, input_size)
+        self.layout = layout_of(backbone_module, pool, input_size)
         ids, self.labels = _scan(self.dataset)
         self.key = self._key(backbone_module, dataset, ids)
-        key_hash = hashlib.blake2b(json.dumps(self.key, sort_keys=True).encode(),
-                                   digest_size=12).hexdigest()
-        self.cache_dir = osp.join(cache_root, key_hash)
+        self.cache_dir = osp.join(cache_root, key_hash(self.key))
         self.features = self._open_or_fill(backbone_module)
 
     # ------------------------------------------------------------------ key and layout
     def _key(self, backbone, dataset_cfg, ids):
         return dict(
-            weights=weights_fingerprint(backbone),
-            arch=_jsonable(backbone.flags),
-            blocks=list(backbone.blocks),
-            timesteps=list(backbone.timesteps),
-            fuse=backbone.fuse_timesteps,
-            noise=dict(mode=backbone.noise.mode, seed=backbone.noise.seed,
-                       draws=backbone.noise.num_draws),
-            class_label=backbone.class_label,
-            dtype=backbone.dtype,
+            backbone=backbone.cache_key(),
             pool=self.pool,
-            data_preprocessor=_jsonable(self.preprocessor_cfg),
-            dataset=_jsonable(dataset_cfg),
+            data_preprocessor=jsonable(self.preprocessor_cfg),
+            dataset=jsonable(dataset_cfg),
             image_ids=hashlib.blake2b('\n'.join(ids).encode(), digest_size=20).hexdigest(),
             num_images=len(ids))
 

@@ -1,56 +1,47 @@
-"""Layer-wise learning-rate decay over the blocks of an ADM U-Net backbone."""
+"""Layer-wise learning-rate decay over the blocks of a diffusion backbone (any family)."""
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-from mmdiffssl.models.backbones.adm_backbone import block_module_name
-
-# U-Net parameters outside the numbered blocks that feed every block (layer 0)
-_EMBEDDING_PREFIXES = ('time_embed.', 'label_emb.')
+from mmdiffssl.models.backbones.base import DiffusionBackbone
 
 
-def adm_layer_ids(backbone, prefix='backbone.'):
-    """Layer id of every backbone parameter for layer-wise decay.
+def block_layer_ids(backbone, prefix='backbone.'):
+    """Layer id of every backbone parameter for layer-wise decay, from the block table.
 
-    Blocks count as in ``ADMBackbone`` (1-based, execution order: input blocks, middle,
-    output blocks). The timestep and label embeddings are layer 0; block ``b`` is layer
-    ``b``; parameters after the deepest block the backbone computes (``max(blocks)``, they
-    get no gradient) and anything else in the backbone get layer ``max(blocks) + 1``.
+    Block ``b`` (its ``BlockInfo.module``) is layer ``b``; the network's parameters outside
+    every block (stem, timestep and label embeddings, which feed every block) are layer 0;
+    everything else in the backbone (e.g. learned text tokens) gets ``max(blocks) + 1``, the
+    full lr.
 
     Args:
-        backbone (ADMBackbone): the backbone (needs ``unet.block_specs()`` and ``blocks``).
+        backbone (DiffusionBackbone): the backbone.
         prefix (str): the backbone's name in the model, with the trailing dot.
 
     Returns:
         tuple[dict[str, int], int]: parameter name (with ``prefix``) -> layer id, and
         ``num_layers = max(blocks) + 1`` (the id of the layers that keep the full lr).
     """
-    specs = backbone.unet.block_specs()
-    deepest = max(backbone.blocks)
-    num_layers = deepest + 1
-    starts = {block_module_name(spec, specs) + '.': spec.index for spec in specs}
+    num_layers = max(backbone.blocks) + 1
+    starts = [(row.module + '.', row.index) for row in backbone.block_table]
+    network = backbone.network_attr + '.'
     ids = {}
     for name, _ in backbone.named_parameters():
         layer = num_layers
-        if name.startswith('unet.'):
-            sub = name[len('unet.'):]
-            if sub.startswith(_EMBEDDING_PREFIXES):
-                layer = 0
-            else:
-                for start, index in starts.items():
-                    if sub.startswith(start):
-                        layer = min(index, num_layers)
-                        break
+        if name.startswith(network):
+            layer = next((min(index, num_layers) for start, index in starts
+                          if name.startswith(start)), 0)
         ids[prefix + name] = layer
     return ids, num_layers
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
-class ADMLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """mmengine's default constructor plus layer-wise lr decay over the U-Net's blocks.
+class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """mmengine's default constructor plus layer-wise lr decay over a diffusion backbone's
+    blocks (any family: the block table says which parameters belong to which block).
 
     Each parameter's lr from the default constructor (base lr times any ``custom_keys``
     ``lr_mult``, e.g. ``{'backbone': dict(lr_mult=0.1)}``) is multiplied by
-    ``layer_decay_rate ** (num_layers - layer_id)`` (:func:`adm_layer_ids`): the deepest
+    ``layer_decay_rate ** (num_layers - layer_id)`` (:func:`block_layer_ids`): the deepest
     computed block gets ``rate``, block 1 gets ``rate ** max(blocks)``, the embeddings
     ``rate ** (max(blocks) + 1)``, and parameters outside the backbone (necks, heads) keep
     their lr. Weight decay is left to the default constructor's options
@@ -63,7 +54,7 @@ class ADMLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     Example::
 
         optim_wrapper = dict(
-            constructor='ADMLayerDecayOptimWrapperConstructor',
+            constructor='LayerDecayOptimWrapperConstructor',
             optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05),
             paramwise_cfg=dict(layer_decay_rate=0.9, norm_decay_mult=0.0,
                                custom_keys={'backbone': dict(lr_mult=0.1)}))
@@ -77,7 +68,7 @@ class ADMLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         paramwise_cfg.setdefault('backbone', 'backbone')
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
         if self.base_lr is None:
-            raise ValueError('ADMLayerDecayOptimWrapperConstructor needs optimizer.lr')
+            raise ValueError(f'{type(self).__name__} needs optimizer.lr')
         self.layer_decay_rate = rate
         self.backbone_name = paramwise_cfg['backbone']
 
@@ -86,9 +77,10 @@ class ADMLayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         if prefix:  # a recursive call of the default constructor
             return
         backbone = getattr(module, self.backbone_name, None)
-        if backbone is None or not hasattr(backbone, 'unet'):
-            raise TypeError(f'the model has no ADM backbone at .{self.backbone_name}')
-        ids, num_layers = adm_layer_ids(backbone, prefix=self.backbone_name + '.')
+        if not isinstance(backbone, DiffusionBackbone):
+            raise TypeError(f'layer decay needs a diffusion backbone at '
+                            f'.{self.backbone_name}, got {type(backbone).__name__}')
+        ids, num_layers = block_layer_ids(backbone, prefix=self.backbone_name + '.')
         names = {id(p): n for n, p in module.named_parameters()}
         for group in params:
             name = names[id(group['params'][0])]

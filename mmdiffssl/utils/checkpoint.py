@@ -58,31 +58,40 @@ def strip_prefix(state_dict, prefix):
     return out
 
 
-def check_state_dict_fits(module, state_dict, source='checkpoint'):
-    """Raise a ValueError listing every missing, unexpected and mis-shaped key.
+def check_state_dict_fits(module, state_dict, source='checkpoint', arch_shapes=None):
+    """Raise a ValueError listing every missing, unexpected, mis-shaped and mis-typed key.
 
     Args:
         module (nn.Module): the model the weights are for.
         state_dict (dict[str, Tensor]): the weights.
         source (str): name of where the weights came from, for the message.
+        arch_shapes (dict[str, torch.Size], optional): the keys and shapes of the whole
+            arch, when ``module`` holds only part of it (a pruned network): the file must
+            fit the whole arch.
     """
     expected = module.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    shapes = sorted(f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}'
+    shapes = arch_shapes if arch_shapes is not None else {k: v.shape for k, v in expected.items()}
+    missing = sorted(set(shapes) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(shapes))
+    conflicts = sorted(f'{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v)}'
+                       for k, v in shapes.items()
+                       if k in state_dict and tuple(state_dict[k].shape) != tuple(v))
+    dtypes = sorted(f'{k}: checkpoint {state_dict[k].dtype} vs model {v.dtype}'
                     for k, v in expected.items()
-                    if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape))
-    if missing or unexpected or shapes:
+                    if k in state_dict and v.is_floating_point()
+                    and not state_dict[k].is_floating_point())
+    if missing or unexpected or conflicts or dtypes:
         def listing(title, items):
             more = f' ... and {len(items) - 20} more' if len(items) > 20 else ''
             return f'\n  {title} ({len(items)}): ' + ', '.join(items[:20]) + more if items else ''
         raise ValueError(f'{source} does not fit {type(module).__name__}:'
                          + listing('missing keys', missing)
                          + listing('unexpected keys', unexpected)
-                         + listing('shape conflicts', shapes))
+                         + listing('shape conflicts', conflicts)
+                         + listing('non-float tensors for float parameters', dtypes))
 
 
-def load_weights(module, path, prefix=None, key=None):
+def load_weights(module, path, prefix=None, key=None, arch_shapes=None):
     """Load ``path`` into ``module`` strictly, with a clear error when it does not fit.
 
     Args:
@@ -92,10 +101,14 @@ def load_weights(module, path, prefix=None, key=None):
             ``'backbone.unet.'`` for a checkpoint of a whole mmengine model.
         key (str, optional): the checkpoint entry holding the weights (see
             :func:`load_state_dict_file`).
+        arch_shapes (dict[str, torch.Size], optional): keys and shapes of the whole arch
+            when ``module`` is pruned: the file is checked against them, and only the keys
+            ``module`` holds are loaded.
     """
     state_dict = load_state_dict_file(path, key=key)
     state_dict = {k: v for k, v in state_dict.items() if torch.is_tensor(v)}
     if prefix:
         state_dict = strip_prefix(state_dict, prefix)
-    check_state_dict_fits(module, state_dict, source=path)
-    module.load_state_dict(state_dict, strict=True)
+    check_state_dict_fits(module, state_dict, source=path, arch_shapes=arch_shapes)
+    kept = module.state_dict()
+    module.load_state_dict({k: v for k, v in state_dict.items() if k in kept}, strict=True)

@@ -22,19 +22,15 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 
-from mmdiffssl.models.backbones.adm_backbone import pyramid_blocks
-from mmdiffssl.models.unets import adm_flags_from, build_adm_unet
+from mmdiffssl.models.backbones import ADMBackbone
+from mmdiffssl.models.backbones.base import shapes_only
 
 GIB = 2**30
 
 
-def _specs(arch):
-    with torch.device('meta'):
-        return {s.index: s for s in build_adm_unet(adm_flags_from(arch)).block_specs()}
-
-
-def _blocks(blocks, specs):
-    return list(pyramid_blocks(list(specs.values()))) if blocks == 'pyramid' else list(blocks)
+def _table(arch):
+    with shapes_only():
+        return ADMBackbone(arch=arch, blocks='all', prune=False).block_table
 
 
 def model_cfg_for(cfg, scope, arch=None):
@@ -46,13 +42,13 @@ def model_cfg_for(cfg, scope, arch=None):
     bb.random_init = 'redraw'
     if arch is None:
         return model
-    full = _specs(bb.arch)
-    strides = [full[b].stride for b in _blocks(bb.blocks, full)]
-    small = _specs(arch)
+    full = _table(bb.arch)
+    strides = [full.row(b).stride for b in full.resolve(bb.blocks, (4, 8, 16, 32))]
+    small = _table(arch)
     bb.arch = dict(arch)
     if bb.blocks != 'pyramid':
-        bb.blocks = list(pyramid_blocks(list(small.values()), strides))
-    channels = [small[b].channels for b in _blocks(bb.blocks, small)]
+        bb.blocks = list(small.pyramid(strides))
+    channels = [small.row(b).channels for b in small.resolve(bb.blocks, (4, 8, 16, 32))]
     if scope == 'mmdet':
         model.neck.in_channels = channels if model.neck.type == 'FPN' else channels[0]
     else:

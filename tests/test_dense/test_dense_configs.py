@@ -110,7 +110,7 @@ def test_real_widths_and_switches(path):
     else:
         assert cfg.optim_wrapper.type == 'OptimWrapper' and bb.dtype == 'fp32'
     if '-lrd' in name:
-        assert cfg.optim_wrapper.constructor == 'ADMLayerDecayOptimWrapperConstructor'
+        assert cfg.optim_wrapper.constructor == 'LayerDecayOptimWrapperConstructor'
         assert 'mmdiffssl.engine' in cfg.custom_imports.imports
     schedule = re.search(r'-(1x|3x|80k|160k)_', name)[1]
     length = cfg.train_cfg.get('max_epochs') or cfg.train_cfg.get('max_iters')

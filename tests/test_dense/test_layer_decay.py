@@ -1,4 +1,4 @@
-"""ADMLayerDecayOptimWrapperConstructor: per-block lr scales on top of custom_keys."""
+"""LayerDecayOptimWrapperConstructor: per-block lr scales on top of custom_keys."""
 import pytest
 import torch
 import torch.nn as nn
@@ -6,7 +6,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, DefaultScope
 
 from dense_data import TINY_ARCH
-from mmdiffssl.engine import ADMLayerDecayOptimWrapperConstructor, adm_layer_ids
+from mmdiffssl.engine import LayerDecayOptimWrapperConstructor, block_layer_ids
 from mmdiffssl.models import ADMBackbone
 
 
@@ -18,7 +18,7 @@ class Detector(nn.Module):
 
 
 def optim_cfg(**paramwise):
-    return dict(constructor='ADMLayerDecayOptimWrapperConstructor',
+    return dict(constructor='LayerDecayOptimWrapperConstructor',
                 optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
                 paramwise_cfg=dict(paramwise))
 
@@ -30,7 +30,7 @@ def lrs(wrapper, model):
 
 def test_layer_ids_follow_block_numbers():
     model = Detector(blocks='pyramid', frozen=False)       # blocks 20, 18, 16, 14
-    ids, num_layers = adm_layer_ids(model.backbone)
+    ids, num_layers = block_layer_ids(model.backbone)
     assert num_layers == 21
     assert ids['backbone.unet.time_embed.0.weight'] == 0
     assert ids['backbone.unet.input_blocks.0.0.weight'] == 1
@@ -38,9 +38,9 @@ def test_layer_ids_follow_block_numbers():
     assert ids['backbone.unet.middle_block.0.in_layers.2.weight'] == 13
     assert ids['backbone.unet.output_blocks.0.0.in_layers.2.weight'] == 14
     assert ids['backbone.unet.output_blocks.6.0.in_layers.2.weight'] == 20
-    # blocks after the deepest computed one and the output head: full lr (no gradient anyway)
-    assert ids['backbone.unet.output_blocks.7.0.in_layers.2.weight'] == 21
-    assert ids['backbone.unet.out.2.weight'] == 21
+    # blocks after the deepest computed one and the output head are not built
+    assert not any(n.startswith(('backbone.unet.output_blocks.7.', 'backbone.unet.out.'))
+                   for n in ids)
 
 
 def test_lr_scales_with_backbone_lr_mult_from_any_scope():
@@ -66,8 +66,8 @@ def test_rate_one_is_the_default_constructor_and_errors():
     assert set(lr.values()) == {1e-3}
     with pytest.raises(ValueError, match='layer_decay_rate'):
         cfg = optim_cfg()
-        ADMLayerDecayOptimWrapperConstructor(cfg, dict(layer_decay_rate=0.0))
-    with pytest.raises(TypeError, match='no ADM backbone'):
+        LayerDecayOptimWrapperConstructor(cfg, dict(layer_decay_rate=0.0))
+    with pytest.raises(TypeError, match='layer decay needs a diffusion backbone'):
         build_optim_wrapper(nn.Linear(2, 2), optim_cfg(layer_decay_rate=0.9))
 
 
@@ -82,8 +82,8 @@ def test_decay_survives_the_lr_schedulers():
     after = [g['lr'] for g in wrapper.optimizer.param_groups]
     assert after == pytest.approx(before)
     assert min(before) == pytest.approx(1e-3 * 0.5 ** 17)
-    assert OPTIM_WRAPPER_CONSTRUCTORS.get('ADMLayerDecayOptimWrapperConstructor') is \
-        ADMLayerDecayOptimWrapperConstructor
+    assert OPTIM_WRAPPER_CONSTRUCTORS.get('LayerDecayOptimWrapperConstructor') is \
+        LayerDecayOptimWrapperConstructor
 
 
 def test_frozen_blocks_keep_no_grad_and_train_step_runs():

@@ -43,7 +43,8 @@ def test_extract_features_folder(tmp_path, fmt):
         Image.fromarray(rng.integers(0, 255, (40, 36, 3), dtype=np.uint8)).save(
             folder / f'{i}.png')
     ckpt = str(tmp_path / 'unet.pt')
-    torch.save(build_backbone(TINY, blocks=(9, ), random_init='redraw').unet.state_dict(), ckpt)
+    torch.save(build_backbone(TINY, blocks=(9, ), random_init='redraw', prune=False)
+               .unet.state_dict(), ckpt)
     out = tmp_path / 'out'
     run_tool([osp.join(ROOT, 'tools/extract_features.py'), str(tmp_path / 'images'), str(out),
               '--arch', json.dumps(TINY), '--blocks', '9', '4', '--timesteps', '100',

@@ -1,13 +1,14 @@
-"""Backbones: diffusion U-Nets as feature pyramids (and raw pixels, the probe baseline).
+"""Backbones: diffusion networks as feature pyramids (and raw pixels, the probe baseline).
 
-``SDBackbone`` and ``DiffusersUNetBackbone`` need the optional ``diffusers`` (``pip install
-.[sd]``); they import it when built, so importing this package does not need it.
+Every diffusion family fills one contract, :class:`DiffusionBackbone` (block table,
+resolver, shapes, cache key). ``SDBackbone`` and ``DiffusersUNetBackbone`` need the optional
+``diffusers`` (``pip install .[sd]``); they import it when built.
 """
-from .adm_backbone import ADMBackbone, ShapeSpec, pyramid_blocks
-from .base import DiffusionBackbone
-from .diffusers_unet_backbone import DiffusersUNetBackbone
+from .adm_backbone import ADMBackbone
+from .base import BlockInfo, BlockTable, DiffusionBackbone, ShapeSpec
+from .diffusers_unet_backbone import DiffusersBackbone, DiffusersUNetBackbone
 from .pixel_backbone import PixelBackbone
 from .sd_backbone import SDBackbone
 
-__all__ = ['ADMBackbone', 'DiffusionBackbone', 'DiffusersUNetBackbone', 'PixelBackbone',
-           'SDBackbone', 'ShapeSpec', 'pyramid_blocks']
+__all__ = ['ADMBackbone', 'BlockInfo', 'BlockTable', 'DiffusersBackbone', 'DiffusionBackbone',
+           'DiffusersUNetBackbone', 'PixelBackbone', 'SDBackbone', 'ShapeSpec']

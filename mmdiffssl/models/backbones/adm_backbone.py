@@ -11,45 +11,15 @@ from mmdiffssl.models.unets import adm_flags_from, build_adm_unet
 from mmdiffssl.utils.checkpoint import load_weights
 from mmdiffssl.utils.weight_init import redraw_parameters_
 
-from .base import AUTOCAST_DTYPES, DiffusionBackbone, ShapeSpec  # noqa: F401 (re-exported)
+from .base import (AUTOCAST_DTYPES, BlockInfo, DiffusionBackbone, file_fingerprint, jsonable,
+                   weights_skipped)
 
-PYRAMID_STRIDES = (4, 8, 16, 32)
-
-
-def pyramid_blocks(specs, strides=PYRAMID_STRIDES):
-    """The last decoder block at each stride: the pyramid FPN and UPerNet read.
-
-    Args:
-        specs (list[BlockSpec]): the U-Net's ``block_specs()``.
-        strides (Sequence[int]): wanted strides, e.g. (4, 8, 16, 32).
-
-    Returns:
-        tuple[int]: 1-based block numbers, one per stride (for adm-256-uncond: 30, 27, 24, 21).
-    """
-    decoder = [s for s in specs if s.kind == 'output']
-    chosen = []
-    for stride in strides:
-        at_stride = [s.index for s in decoder if s.stride == stride]
-        if not at_stride:
-            have = sorted({s.stride for s in decoder})
-            raise ValueError(f'no decoder block at stride {stride}; this arch has strides {have}')
-        chosen.append(at_stride[-1])
-    return tuple(chosen)
-
-
-def block_module_name(spec, specs):
-    """Name of the U-Net submodule computing a block, e.g. ``'input_blocks.3'``.
-
-    Args:
-        spec (BlockSpec): the block.
-        specs (list[BlockSpec]): all blocks of the U-Net (``block_specs()``).
-    """
-    if spec.kind == 'input':
-        return f'input_blocks.{spec.index - 1}'
-    if spec.kind == 'middle':
-        return 'middle_block'
-    num_input = sum(s.kind == 'input' for s in specs)
-    return f'output_blocks.{spec.index - num_input - 2}'
+#: What an ADM block's feature is, per kind (the paper's numbering: the hooked block output).
+ADM_FEATURES = {
+    'input': 'output of the whole block (the map stored as its skip)',
+    'middle': 'output of the middle block (Res, Attn, Res)',
+    'output': 'output of the whole block, after its upsampler if it has one',
+}
 
 
 @MODELS.register_module()
@@ -70,24 +40,8 @@ class ADMBackbone(DiffusionBackbone):
         checkpoint_key (str, optional): the checkpoint entry to read, e.g.
             ``'ema_state_dict'``. With mmengine's EMAHook, ``state_dict`` holds the EMA
             weights and ``ema_state_dict`` the raw ones (prefix ``'module.unet.'``).
-        blocks (Sequence[int] | str): 1-based block numbers (``tools/print_blocks.py`` lists
-            them), or ``'pyramid'`` for the last decoder block at each of ``pyramid_strides``.
-        timesteps (Sequence[int]): diffusion timesteps in [0, diffusion_steps).
-        noise (str): 'fresh', 'fixed', 'none' or 'ensemble' (see :mod:`mmdiffssl.models.noise`).
-        noise_seed (int): seed of the noise.
-        ensemble_size (int): draws averaged in 'ensemble' mode.
-        fuse_timesteps (str): 'concat' (channels of every timestep, in the given order) or
-            'mean'.
-        pyramid_strides (Sequence[int]): strides used by ``blocks='pyramid'``.
         class_label (int, optional): label fed to class-conditional archs (where no labels
             reach the backbone, as in mmdet and mmseg); required for them.
-        frozen (bool): the U-Net never trains: no parameter requires grad, it stays in eval
-            mode through ``train()``, and the forward builds no graph unless an injection
-            needs gradients.
-        trainable_from (int, optional): with ``frozen=False``, freeze blocks before this one
-            (and the timestep embedding); None trains the whole U-Net.
-        with_cp (bool): gradient checkpointing of each block (``torch.utils.checkpoint``).
-        dtype (str): 'fp32', 'bf16' or 'fp16' autocast for the U-Net (GroupNorm stays fp32).
         random_init (str): without a checkpoint, 'guided' keeps guided-diffusion's init (its
             zero-initialised layers make every residual branch dead), 'redraw' re-draws every
             parameter so the random U-Net is non-degenerate.
@@ -104,7 +58,16 @@ class ADMBackbone(DiffusionBackbone):
             'reduce-overhead' mode; a new input shape records new graphs); outputs are
             cloned out of the graphs' memory pool. On CPU inputs it warns once and runs the
             compiled function without graphs. Requires ``compile``.
-        init_cfg (dict, optional): mmengine init config.
+        **kwargs: the arguments every family shares (``blocks`` (default 24: block numbers,
+            names such as ``'output_blocks.4'``, ``'pyramid'`` at strides 4, 8, 16, 32, or
+            ``'all'``), ``timesteps`` (default 150), ``noise``, ``frozen``,
+            ``trainable_from``, ``with_cp``, ``dtype``, ``frozen_dtype``, ...): see
+            :class:`~.base.DiffusionBackbone`. Blocks after the deepest requested one are
+            not built (``run_until``); the checkpoint must still fit the whole arch.
+
+    Blocks: the paper's 1-based numbering through the U-Net (input blocks, the middle block,
+    output blocks); each feature is the whole block's output, for an output block after its
+    upsampler (``ADM_FEATURES``; ``tools/print_blocks.py ARCH`` prints the table).
 
     Shapes:
         input ``(B, 3, H, W)`` with H and W multiples of the arch's total downsampling;
@@ -113,65 +76,86 @@ class ADMBackbone(DiffusionBackbone):
         ``output_shape()`` gives every ``(C_i, s_i)``.
     """
 
+    family = 'ADM'
+    default_blocks = (24, )
+    default_timesteps = (150, )
+    default_pyramid_strides = (4, 8, 16, 32)
+    supports_injections = True
+
     def __init__(self,
                  arch='adm-256-uncond',
                  checkpoint=None,
                  checkpoint_prefix=None,
                  checkpoint_key=None,
-                 blocks=(24,),
-                 timesteps=(150,),
-                 noise='fixed',
-                 noise_seed=0,
-                 ensemble_size=4,
-                 fuse_timesteps='concat',
-                 pyramid_strides=PYRAMID_STRIDES,
                  class_label=None,
-                 frozen=True,
-                 trainable_from=None,
-                 with_cp=False,
-                 dtype='fp32',
                  random_init='guided',
                  compile=False,
                  cuda_graphs=False,
-                 init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
+                 **kwargs):
+        if random_init not in ('guided', 'redraw'):
+            raise ValueError(f"random_init={random_init!r} is not 'guided' or 'redraw'")
         self.flags = adm_flags_from(arch)
-        self.unet = build_adm_unet(self.flags)
-        self.schedule = DiffusionSchedule(self.flags['noise_schedule'],
-                                          self.flags['diffusion_steps'])
-        self._setup_noise(noise, noise_seed, ensemble_size)
-        specs = self.unet.block_specs()
-
-        if isinstance(blocks, str):
-            if blocks != 'pyramid':
-                raise ValueError(f"blocks='{blocks}' is not allowed: give block numbers "
-                                 "or 'pyramid'")
-            blocks = pyramid_blocks(specs, pyramid_strides)
-        self.blocks = tuple(int(b) for b in blocks)
-        if not self.blocks:
-            raise ValueError('blocks is empty: request at least one block')
-        for b in self.blocks:
-            if not 1 <= b <= self.unet.num_blocks:
-                raise ValueError(f'block {b} is outside this arch\'s blocks '
-                                 f'1..{self.unet.num_blocks} (tools/print_blocks.py lists them)')
-        self._set_timesteps(timesteps)
-        self._set_fuse(fuse_timesteps)
-        self._set_dtype(dtype)
-
-        self.class_label = self._check_class_label(class_label)
-        self.with_cp = with_cp
-        self.frozen = frozen
-        self.trainable_from = trainable_from
-
-        if checkpoint is not None:
-            load_weights(self.unet, checkpoint, prefix=checkpoint_prefix, key=checkpoint_key)
-        elif random_init == 'redraw':
-            redraw_parameters_(self.unet, torch.Generator().manual_seed(noise_seed))
-        elif random_init != 'guided':
-            raise ValueError(f"random_init='{random_init}' is not 'guided' or 'redraw'")
         self.checkpoint = checkpoint
-        self._freeze()
+        self.checkpoint_prefix = checkpoint_prefix
+        self.checkpoint_key = checkpoint_key
+        self.random_init = random_init
+        self.class_label = self._check_class_label(class_label)
+        super().__init__(**kwargs)
         self._setup_compile(compile, cuda_graphs)
+
+    # ------------------------------------------------------------------ the contract
+    def _build_network(self):
+        self.unet = build_adm_unet(self.flags)
+        # the full arch's keys and shapes: a checkpoint must fit them all, pruned or not
+        self._arch_shapes = {k: v.shape for k, v in self.unet.state_dict().items()}
+        if self.checkpoint is None and self.random_init == 'redraw' and not weights_skipped():
+            redraw_parameters_(self.unet, torch.Generator().manual_seed(self.init_seed))
+        return DiffusionSchedule(self.flags['noise_schedule'], self.flags['diffusion_steps'])
+
+    def _describe_blocks(self):
+        return [BlockInfo(s.index, name, f'unet.{name}', s.kind, s.channels, s.stride,
+                          ADM_FEATURES[s.kind])
+                for s, name in zip(self.unet.block_specs(), self._block_names())]
+
+    def _block_names(self):
+        n_in = len(self.unet.input_blocks)
+        for spec in self.unet.block_specs():
+            if spec.kind == 'input':
+                yield f'input_blocks.{spec.index - 1}'
+            elif spec.kind == 'middle':
+                yield 'middle_block'
+            else:
+                yield f'output_blocks.{spec.index - n_in - 2}'
+
+    def _prune(self, deepest):
+        self.unet.prune_after(deepest)
+
+    def _load_weights(self):
+        if self.checkpoint is not None and not weights_skipped():
+            load_weights(self.unet, self.checkpoint, prefix=self.checkpoint_prefix,
+                         key=self.checkpoint_key, arch_shapes=self._arch_shapes)
+
+    def cache_key(self):
+        if self.checkpoint is not None:
+            weights = (f'file:{file_fingerprint(self.checkpoint)}:prefix={self.checkpoint_prefix}'
+                       f':key={self.checkpoint_key}')
+        else:
+            weights = self.random_weights_key(self.random_init)
+        return dict(family=self.family, weights=weights, arch=jsonable(self.flags),
+                    class_label=self.class_label, **self.feature_key())
+
+    @property
+    def native_resolution(self):
+        return int(self.flags['image_size'])
+
+    def _reloaded_modules(self):
+        # A frozen U-Net is reloaded from `checkpoint`: run checkpoints do not store it.
+        return ('unet', ) if self.frozen and self.checkpoint is not None else ()
+
+    def _check_input(self, x):
+        if x.shape[1] != self.unet.in_channels:
+            raise ValueError(f'expected {self.unet.in_channels} input channels, got '
+                             f'{x.shape[1]} (shape {tuple(x.shape)})')
 
     # ------------------------------------------------------------------ construction helpers
     def _setup_compile(self, compile, cuda_graphs):
@@ -195,69 +179,20 @@ class ADMBackbone(DiffusionBackbone):
             self.unet.to(memory_format=torch.channels_last)
 
     def _check_class_label(self, class_label):
-        num_classes = 1000 if self.flags['class_cond'] else None
-        if num_classes is None:
+        if not self.flags['class_cond']:
             if class_label is not None:
                 raise ValueError('class_label is set but this arch is not class-conditional')
             return None
         if class_label is None:
             raise ValueError('this arch is class-conditional: set class_label to an ImageNet '
                              'class index in [0, 1000) (it is fed to every image)')
-        if not 0 <= int(class_label) < num_classes:
-            raise ValueError(f'class_label {class_label} is outside [0, {num_classes})')
-        return int(class_label)
-
-    def _frozen_block_prefixes(self):
-        """state-dict prefixes (under ``unet.``) of the U-Net parts that do not train.
-
-        Besides the frozen part, the blocks after the deepest output and the final ``out``
-        layer never receive gradients (the forward stops before them); they are frozen too,
-        so DDP finds no unused parameters.
-        """
-        if self.frozen:
-            return ('',)
-        names = ['out.']
-        if self.trainable_from is not None:
-            names += ['time_embed.', 'label_emb.']
-        specs = self.unet.block_specs()
-        for spec in specs:
-            before = self.trainable_from is not None and spec.index < self.trainable_from
-            if before or spec.index > max(self.blocks):
-                names.append(block_module_name(spec, specs) + '.')
-        return tuple(names)
-
-    def _freeze(self):
-        if self.trainable_from is not None and not 1 <= self.trainable_from <= self.unet.num_blocks:
-            raise ValueError(f'trainable_from={self.trainable_from} is outside '
-                             f'1..{self.unet.num_blocks}')
-        prefixes = self._frozen_block_prefixes()
-        for name, param in self.unet.named_parameters():
-            if name.startswith(prefixes):
-                param.requires_grad_(False)
-
-    def train(self, mode=True):
-        """Switch train/eval mode; frozen U-Net parts stay in eval mode (dropout off)."""
-        super().train(mode)
-        prefixes = self._frozen_block_prefixes()
-        for name, module in self.unet.named_modules():
-            if name and (name + '.').startswith(prefixes):
-                module.eval()
-        if self.frozen:
-            self.unet.eval()
-        return self
-
-    def _reloaded_modules(self):
-        # A frozen U-Net is reloaded from `checkpoint`: run checkpoints do not store it.
-        return ('unet', ) if self.frozen and self.checkpoint is not None else ()
-
-    # ------------------------------------------------------------------ shapes
-    def block_shape(self, block):
-        """ShapeSpec of one block's feature at one timestep."""
-        spec = {s.index: s for s in self.unet.block_specs()}[block]
-        return ShapeSpec(spec.channels, spec.stride)
+        if not (isinstance(class_label, int) and not isinstance(class_label, bool)
+                and 0 <= class_label < 1000):
+            raise ValueError(f'class_label={class_label!r} is not an integer in [0, 1000)')
+        return class_label
 
     # ------------------------------------------------------------------ forward
-    def _unet_features(self, x_t, t_batch, blocks, injections):
+    def run_network(self, x_t, t_batch, blocks, injections=None):
         y = None
         if self.class_label is not None:
             y = torch.full((len(t_batch),), self.class_label, device=x_t.device,

@@ -1,19 +1,41 @@
-"""What every diffusion backbone shares: timesteps, noise, fusion, output shapes, forward.
+"""The feature contract every diffusion backbone fills: :class:`DiffusionBackbone`.
 
 A diffusion backbone maps an image batch to features of a denoising network:
 
-    x (B, 3, H, W) in [-1, 1] --_encode--> x0 (pixels, or VAE latents)
+    x (B, 3, H, W) in [-1, 1] --encode--> x0 (pixels, or VAE latents)
       --q_sample at each timestep (noise mode of :mod:`mmdiffssl.models.noise`)-->
-      --_unet_features--> {block: (T * B, C_b, H_b, W_b)} --> (T, B, C_b, H_b, W_b) per block
-      --fuse--> one ``(B, C, H', W')`` map per block
+      --run_network (up to the deepest requested block)--> {block: (T * B, C_b, H_b, W_b)}
+      --> (T, B, C_b, H_b, W_b) per block --fuse--> one ``(B, C, H', W')`` map per block
 
-Subclasses (``ADMBackbone``, ``SDBackbone``, ``DiffusersUNetBackbone``) give the network,
-its schedule and block table; this class gives the rest, so the intermediate-feature API
-(``intermediates``, ``intermediates_at``), ``output_shape``/``out_channels``/``out_strides``,
-the timestep and image checks and the state-dict handling of reloaded weights are the same
-for all of them.
+A family (``ADMBackbone``, ``SDBackbone``, ``DiffusersUNetBackbone``) fills five abstract
+methods; everything else is here, once, for all of them:
+
+================================  ==========================================================
+family fills                      base gives
+================================  ==========================================================
+``_build_network()``              shared constructor arguments, their validation
+``_describe_blocks()``            the :class:`BlockTable` (``self.block_table``), the block
+                                  resolver (numbers, names, ``'pyramid'``, ``'all'``), the
+                                  timestep resolver, ``output_shape()``, ``size_divisibility``
+``_prune(deepest)``               unrun blocks dropped at construction (weights off the model;
+                                  ``_load_weights()`` then loads what is kept)
+``run_network(x_t, t, blocks)``   ``intermediates``/``intermediates_at``/``forward``, noise,
+                                  fusion, the no-graph rule of frozen backbones
+``cache_key()``                   one freezing routine (``frozen_prefixes()``), run
+                                  checkpoints without reloaded weights, ``frozen_dtype``
+================================  ==========================================================
+
+Generic features (feature cache, teacher cache, layer decay, DifFeed injections, the sweep,
+the PCA tool, the benchmark, ``tools/print_blocks.py``) use only this contract.
 """
+import contextlib
+import hashlib
+import json
+import os
+from abc import ABCMeta, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral
 
 import torch
 from mmengine.dist import get_rank
@@ -23,6 +45,8 @@ from mmdiffssl.models.noise import DiffusionNoise
 
 #: ``dtype`` argument -> autocast dtype (None: no autocast).
 AUTOCAST_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+#: ``frozen_dtype`` argument -> storage dtype of frozen weights.
+FROZEN_DTYPES = {None: None, 'fp32': None, 'bf16': torch.bfloat16}
 FUSE_MODES = ('concat', 'mean')
 
 
@@ -33,79 +57,432 @@ class ShapeSpec:
     stride: int
 
 
-class DiffusionBackbone(BaseModule):
-    """Base class of the diffusion backbones (not registered; see the module docstring).
+@dataclass(frozen=True)
+class BlockInfo:
+    """One row of a backbone's block table.
 
-    Subclasses set ``self.schedule`` (a :class:`~mmdiffssl.models.diffusion.DiffusionSchedule`)
-    and ``self.blocks``, call :meth:`_setup_noise`, :meth:`_set_timesteps`, :meth:`_set_fuse`
-    and :meth:`_set_dtype`, and implement :meth:`block_shape` and :meth:`_unet_features`
-    (and :meth:`_encode` for latent models).
+    Attributes:
+        index: 1-based block number in execution order (the paper's numbering for ADM).
+        name: the block's module path inside the network, e.g. ``'input_blocks.3'`` or
+            ``'up_blocks.1'``; accepted wherever block numbers are.
+        module: the same module's path inside the backbone, e.g. ``'unet.input_blocks.3'``
+            (parameter names of the block start with ``module + '.'``).
+        kind: ``'input'``, ``'middle'`` or ``'output'``.
+        channels: channels of the block's feature at one timestep.
+        stride: backbone input size / feature size.
+        feature: what exactly the feature is (the family's one definition).
+        cross_attention: the block has cross-attention layers (text conditioning).
+    """
+    index: int
+    name: str
+    module: str
+    kind: str
+    channels: int
+    stride: int
+    feature: str
+    cross_attention: bool = False
+
+
+def _is_int(value):
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+class BlockTable(Sequence):
+    """The rows of a backbone's blocks, and the one resolver of what users pass for them.
+
+    Args:
+        rows (Sequence[BlockInfo]): one row per block, ``rows[i].index == i + 1``.
+        family (str): the backbone family, for error messages.
     """
 
-    def __init__(self, init_cfg=None):
+    def __init__(self, rows, family):
+        self.rows = tuple(rows)
+        self.family = family
+        for i, row in enumerate(self.rows, start=1):
+            if row.index != i:
+                raise ValueError(f'{family} block table row {i} has index {row.index}')
+        self._by_name = {row.name: row for row in self.rows}
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+    def row(self, block):
+        """The row of a block given by number or name."""
+        return self.rows[self.resolve(block)[0] - 1]
+
+    def allowed(self):
+        """What :meth:`resolve` accepts, in words."""
+        return (f"block numbers 1..{len(self)}, module names ({', '.join(self._by_name)}), "
+                "'pyramid' or 'all'")
+
+    def _one(self, block):
+        if isinstance(block, str):
+            if block in self._by_name:
+                return self._by_name[block].index
+            raise ValueError(f"block {block!r} is not a block of this {self.family}: give "
+                             f'{self.allowed()} (tools/print_blocks.py lists them)')
+        if _is_int(block) and 1 <= block <= len(self):
+            return int(block)
+        what = 'outside' if _is_int(block) else f'a {type(block).__name__}, not one of'
+        raise ValueError(f'block {block!r} is {what} this {self.family}\'s blocks: give '
+                         f'{self.allowed()} (tools/print_blocks.py lists them)')
+
+    def resolve(self, blocks, pyramid_strides=None):
+        """Block numbers of ``blocks``.
+
+        Args:
+            blocks (int | str | Sequence[int | str]): a block number, a module name,
+                ``'pyramid'`` (see :meth:`pyramid`), ``'all'``, or a sequence of numbers and
+                names (kept in the given order).
+            pyramid_strides (Sequence[int], optional): strides of ``'pyramid'``.
+
+        Returns:
+            tuple[int]: 1-based block numbers.
+
+        Raises:
+            ValueError: one error naming the first bad value and what is allowed (floats
+                and bools are refused, not truncated).
+        """
+        if blocks == 'pyramid':
+            return self.pyramid(pyramid_strides)
+        if blocks == 'all':
+            return tuple(range(1, len(self) + 1))
+        if isinstance(blocks, (str, Integral)):
+            blocks = (blocks, )
+        if not isinstance(blocks, Sequence):
+            raise ValueError(f'blocks={blocks!r} is not allowed: give {self.allowed()}')
+        out = tuple(self._one(b) for b in blocks)
+        if not out:
+            raise ValueError('blocks is empty: request at least one block')
+        return out
+
+    def pyramid(self, strides=None):
+        """The last decoder block at each stride: the pyramid FPN and UPerNet read.
+
+        Args:
+            strides (Sequence[int], optional): wanted strides of the backbone input, in
+                output order; None for every decoder stride, finest first.
+
+        Returns:
+            tuple[int]: block numbers, one per stride (adm-256-uncond at 4, 8, 16, 32: 30,
+            27, 24, 21).
+        """
+        decoder = [r for r in self.rows if r.kind == 'output']
+        have = sorted({r.stride for r in decoder})
+        chosen = []
+        for stride in (have if strides is None else strides):
+            at = [r.index for r in decoder if r.stride == stride]
+            if not at:
+                raise ValueError(f'no decoder block at stride {stride!r} in this '
+                                 f'{self.family}; its decoder has strides {have}')
+            chosen.append(at[-1])
+        return tuple(chosen)
+
+    def format(self, size, extra=None):
+        """Lines of the table for ``tools/print_blocks.py``, feature sizes at ``size`` px.
+
+        Args:
+            size (int): input side in pixels.
+            extra (dict[int, str], optional): one more column per block (e.g. parameters).
+        """
+        head = (f'{"block":>5}  {"kind":<6}  {"channels":>8}  {"stride":>6}  '
+                f'{f"size at {size}px":>14}  {"module":<16}  xattn')
+        if extra:
+            head += f'  {extra.get("title", "")}'
+        lines = [head]
+        for row in self.rows:
+            side = size // row.stride
+            line = (f'{row.index:>5}  {row.kind:<6}  {row.channels:>8}  {row.stride:>6}  '
+                    f'{f"{side}x{side}":>14}  {row.name:<16}  '
+                    f'{"yes" if row.cross_attention else "no ":<5}')
+            if extra:
+                line += f'  {extra.get(row.index, "")}'
+            lines.append(line.rstrip())
+        features = sorted({(r.kind, r.feature) for r in self.rows})
+        lines += [f'{kind} block feature: {feature}' for kind, feature in features]
+        return lines
+
+
+def file_checksum(path):
+    """blake2b hex digest of a file's bytes, read in 16 MB chunks."""
+    digest = hashlib.blake2b(digest_size=20)
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 24), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_FINGERPRINTS = {}
+
+
+def file_fingerprint(path):
+    """:func:`file_checksum` of a weights file, memoised by path, size and ``mtime_ns``."""
+    stat = os.stat(path)
+    stamp = (stat.st_size, stat.st_mtime_ns)
+    memo = _FINGERPRINTS.get(path)
+    if memo is None or memo[0] != stamp:
+        memo = _FINGERPRINTS[path] = (stamp, file_checksum(path))
+    return memo[1]
+
+
+_SHAPES_ONLY = [False]
+
+
+@contextlib.contextmanager
+def shapes_only():
+    """Build backbones for their shapes alone: on the meta device, no weights read.
+
+    Families honour :func:`weights_skipped` (no checkpoint is read, random re-draws and
+    text encoders are skipped); the tables and ``output_shape()`` are those of the real
+    model. Used where a config's layout is needed without its weights (the feature cache's
+    stand-in backbone).
+    """
+    previous = _SHAPES_ONLY[0]
+    _SHAPES_ONLY[0] = True
+    try:
+        with torch.device('meta'):
+            yield
+    finally:
+        _SHAPES_ONLY[0] = previous
+
+
+def weights_skipped():
+    """True inside :func:`shapes_only`."""
+    return _SHAPES_ONLY[0]
+
+
+def jsonable(value):
+    """Config values (ConfigDict, tuples, tensors) as plain JSON-able data."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if torch.is_tensor(value):
+        return tensor_fingerprint(value)
+    return repr(value)
+
+
+def tensor_fingerprint(tensor):
+    """blake2b hex digest of a tensor's shape, dtype and values."""
+    digest = hashlib.blake2b(digest_size=20)
+    tensor = tensor.detach().cpu().contiguous()
+    digest.update(f'{tuple(tensor.shape)}{tensor.dtype}'.encode())
+    digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b'')
+    return digest.hexdigest()
+
+
+def key_hash(key):
+    """Short hash of a JSON-able key (cache folder names)."""
+    return hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=12).hexdigest()
+
+
+class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
+    """The contract of every diffusion backbone (abstract; see the module docstring).
+
+    A family stores its own constructor arguments and calls ``super().__init__(**shared)``;
+    this constructor then calls, in order, ``_build_network()`` (modules and
+    ``self.schedule``), ``_describe_blocks()`` (the block table), resolves ``blocks`` and
+    ``timesteps``, calls ``_prune(deepest)`` and ``_load_weights()``, and freezes.
+
+    Args (shared by every family):
+        blocks (int | str | Sequence[int | str]): blocks to return: numbers, module names,
+            ``'pyramid'`` (the last decoder block at each of ``pyramid_strides``) or
+            ``'all'`` (:meth:`BlockTable.resolve`); default the family's.
+        timesteps (int | Sequence[int]): training timesteps in [0, num_steps); integers
+            only; default the family's.
+        noise (str): 'fresh', 'fixed', 'none' or 'ensemble' (:mod:`mmdiffssl.models.noise`).
+        noise_seed (int): seed of the noise.
+        ensemble_size (int): draws averaged in 'ensemble' mode.
+        fuse_timesteps (str): 'concat' (channels of every timestep, in the given order) or
+            'mean'.
+        pyramid_strides (Sequence[int], optional): strides of ``blocks='pyramid'``; default
+            the family's ``default_pyramid_strides``.
+        run_until (int | str, optional): keep the network at least up to this block; blocks
+            after the deepest of it and ``blocks`` are dropped at construction (their weights
+            never reach the model). Wrappers that run further (DifFeed's pass 1) set it.
+        prune (bool): False keeps the whole network, output layers included (reference
+            comparisons, ``tools/print_blocks.py``); ``run_until`` is then the last block.
+        frozen (bool): the network never trains: no parameter requires grad, it stays in
+            eval mode through ``train()``, and the forward builds no graph unless an input
+            or injection needs gradients.
+        trainable_from (int | str, optional): with ``frozen=False``, freeze the blocks
+            before this one and the network's parameters outside every block (stem and
+            embeddings); None trains the whole (kept) network.
+        with_cp (bool): gradient checkpointing of each block.
+        dtype (str): 'fp32', 'bf16' or 'fp16' autocast of the network (norms stay fp32).
+        frozen_dtype (str, optional): 'bf16' stores frozen network weights in bf16 (half
+            the memory; needs ``dtype='bf16'``); None keeps fp32.
+        init_seed (int): seed of random weights (no checkpoint); the global RNG is not used.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    #: family name used in errors, cache keys and ``tools/print_blocks.py``.
+    family = None
+    #: defaults of the shared arguments where families differ.
+    default_blocks = 'pyramid'
+    default_timesteps = (100, )
+    default_pyramid_strides = None
+    #: the attribute holding the network whose blocks the table describes.
+    network_attr = 'unet'
+    #: whether ``run_network`` honours ``injections`` (DifFeed).
+    supports_injections = False
+
+    def __init__(self,
+                 blocks=None,
+                 timesteps=None,
+                 noise='fixed',
+                 noise_seed=0,
+                 ensemble_size=4,
+                 fuse_timesteps='concat',
+                 pyramid_strides=None,
+                 run_until=None,
+                 prune=True,
+                 frozen=True,
+                 trainable_from=None,
+                 with_cp=False,
+                 dtype='fp32',
+                 frozen_dtype=None,
+                 init_seed=0,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        # Weights reloaded from their files at construction (see _reloaded_modules) are left
-        # out of run checkpoints.
+        # weights reloaded from their files at construction are left out of run checkpoints
         self._register_state_dict_hook(DiffusionBackbone._drop_reloaded)
         self.register_load_state_dict_post_hook(DiffusionBackbone._ignore_missing_reloaded)
-
-    # ------------------------------------------------------------------ construction
-    def _setup_noise(self, noise, noise_seed, ensemble_size):
+        if fuse_timesteps not in FUSE_MODES:
+            raise ValueError(f'fuse_timesteps={fuse_timesteps!r} is not one of {FUSE_MODES}')
+        if dtype not in AUTOCAST_DTYPES:
+            raise ValueError(f'dtype={dtype!r} is not one of {tuple(AUTOCAST_DTYPES)}')
+        if frozen_dtype not in FROZEN_DTYPES:
+            raise ValueError(f'frozen_dtype={frozen_dtype!r} is not one of '
+                             f'{tuple(FROZEN_DTYPES)}')
+        if FROZEN_DTYPES[frozen_dtype] is not None and (not frozen or dtype != frozen_dtype):
+            raise ValueError(f"frozen_dtype={frozen_dtype!r} needs frozen=True and "
+                             f"dtype={frozen_dtype!r} (the weights are used under autocast)")
+        if not _is_int(init_seed):
+            raise ValueError(f'init_seed={init_seed!r} is not an integer')
+        self.fuse_timesteps = fuse_timesteps
+        self.dtype = dtype
+        self.frozen_dtype = frozen_dtype
+        self.frozen = bool(frozen)
+        self.with_cp = bool(with_cp)
+        self.init_seed = int(init_seed)
         self.noise = DiffusionNoise(noise, noise_seed, ensemble_size, rank=get_rank())
 
-    def _set_timesteps(self, timesteps):
-        self.timesteps = tuple(int(t) for t in timesteps)
-        if not self.timesteps:
-            raise ValueError('timesteps is empty: give at least one timestep')
-        self._check_timesteps(self.timesteps)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.init_seed)   # random weights never touch the global RNG
+            self.schedule = self._build_network()
+        self.block_table = BlockTable(self._describe_blocks(), self.family)
+        self.pyramid_strides = (self.default_pyramid_strides if pyramid_strides is None
+                                else tuple(pyramid_strides))
+        self.blocks = self.block_table.resolve(
+            self.default_blocks if blocks is None else blocks, self.pyramid_strides)
+        self.timesteps = self.resolve_timesteps(
+            self.default_timesteps if timesteps is None else timesteps)
+        if not prune:
+            self.run_until = len(self.block_table)
+        elif run_until is None:
+            self.run_until = max(self.blocks)
+        else:
+            self.run_until = max(max(self.blocks), self.block_table.resolve(run_until)[0])
+        self.trainable_from = None if trainable_from is None else \
+            self.block_table.resolve(trainable_from)[0]
+        if self.trainable_from is not None and self.frozen:
+            raise ValueError('trainable_from is for frozen=False backbones')
+        self.pruned = bool(prune)
+        if self.pruned:
+            self._prune(self.run_until)
+        self._load_weights()
+        self._freeze()
+        if FROZEN_DTYPES[frozen_dtype] is not None:
+            self.network.to(FROZEN_DTYPES[frozen_dtype])
 
-    def _set_fuse(self, fuse_timesteps):
-        if fuse_timesteps not in FUSE_MODES:
-            raise ValueError(f"fuse_timesteps='{fuse_timesteps}' is not 'concat' or 'mean'")
-        self.fuse_timesteps = fuse_timesteps
+    # ------------------------------------------------------------------ the family's part
+    @abstractmethod
+    def _build_network(self):
+        """Build (and load) the network and the encoder; return the training schedule
+        (:class:`~mmdiffssl.models.diffusion.DiffusionSchedule`). Runs under a forked RNG
+        seeded with ``init_seed``."""
 
-    def _set_dtype(self, dtype):
-        if dtype not in AUTOCAST_DTYPES:
-            raise ValueError(f"dtype='{dtype}' is not one of {tuple(AUTOCAST_DTYPES)}")
-        self.dtype = dtype
+    @abstractmethod
+    def _describe_blocks(self):
+        """list[BlockInfo] of every block of the full network (strides of the input)."""
 
-    def _check_timesteps(self, timesteps):
-        steps = self.schedule.num_steps
-        for t in timesteps:
-            if not 0 <= t < steps:
-                raise ValueError(f'timestep {t} is outside [0, {steps}) of this arch\'s '
-                                 f'{self.schedule.name} schedule')
+    @abstractmethod
+    def _prune(self, deepest):
+        """Drop what never runs when the forward stops after block ``deepest``: later
+        blocks and the output layers (weights and all)."""
 
-    def _autocast(self, device_type):
-        """Autocast context of ``dtype`` (a disabled one for 'fp32')."""
-        autocast_dtype = AUTOCAST_DTYPES[self.dtype]
-        return torch.autocast(device_type, dtype=autocast_dtype or torch.float32,
-                              enabled=autocast_dtype is not None)
+    @abstractmethod
+    def run_network(self, x_t, t_batch, blocks, injections=None):
+        """The network's block features of a noised batch.
 
-    # ------------------------------------------------------------------ run checkpoints
+        Args:
+            x_t (Tensor): ``(N, C, h, w)`` noised input of the network.
+            t_batch (Tensor): ``(N,)`` integer timesteps.
+            blocks (tuple[int]): block numbers.
+            injections (dict[int, Tensor], optional): only where ``supports_injections``.
+
+        Returns:
+            dict[int, Tensor]: block -> ``(N, C_b, h_b, w_b)``.
+        """
+
+    @abstractmethod
+    def cache_key(self):
+        """dict of everything that determines the features, JSON-able: the family, the
+        weights' fingerprint (independent of ``blocks``), the arch, and
+        :meth:`feature_key`. Feature caches, the teacher cache and the sweep key by it."""
+
+    def _load_weights(self):
+        """Load weights into the pruned network (families that load after pruning)."""
+
+    def encode(self, x):
+        """What is noised: the image itself here; latent families return their latents."""
+        return x
+
+    def _check_input(self, x):
+        """Family checks of an input batch (channels, size); raise ValueError."""
+
     def _reloaded_modules(self):
         """Names of submodules whose weights are reloaded from files at construction and
         never train: run checkpoints leave them out and loading tolerates their absence."""
         return ()
 
-    @staticmethod
-    def _drop_reloaded(module, state_dict, prefix, local_metadata):
-        for name in module._reloaded_modules():
-            for key in [k for k in state_dict if k.startswith(f'{prefix}{name}.')]:
-                del state_dict[key]
+    def _always_frozen(self):
+        """Parameter-name prefixes that never train, frozen or not (e.g. ``'vae.'``)."""
+        return ()
 
-    @staticmethod
-    def _ignore_missing_reloaded(module, incompatible_keys):
-        names = module._reloaded_modules()
-        if names:
-            missing = incompatible_keys.missing_keys
-            missing[:] = [k for k in missing
-                          if not any(f'.{n}.' in k or k.startswith(f'{n}.') for n in names)]
+    # ------------------------------------------------------------------ table and shapes
+    @property
+    def network(self):
+        """The network whose blocks :attr:`block_table` describes."""
+        return getattr(self, self.network_attr)
 
-    # ------------------------------------------------------------------ shapes
+    def resolve_timesteps(self, timesteps):
+        """Validated timesteps: an int or a sequence of ints in [0, num_steps)."""
+        steps = self.schedule.num_steps
+        if _is_int(timesteps):
+            timesteps = (timesteps, )
+        if isinstance(timesteps, str) or not isinstance(timesteps, Sequence):
+            raise ValueError(f'timesteps={timesteps!r} is not allowed: give integers in '
+                             f'[0, {steps})')
+        for t in timesteps:
+            if not _is_int(t) or not 0 <= t < steps:
+                what = 'outside' if _is_int(t) else f'a {type(t).__name__}, not an integer in'
+                raise ValueError(f"timestep {t!r} is {what} [0, {steps}) of this {self.family}'s "
+                                 f'{self.schedule.name} schedule')
+        if not timesteps:
+            raise ValueError('timesteps is empty: give at least one timestep')
+        return tuple(int(t) for t in timesteps)
+
     def block_shape(self, block):
         """ShapeSpec of one block's feature at one timestep (channels before fusion)."""
-        raise NotImplementedError
+        row = self.block_table.row(block)
+        return ShapeSpec(row.channels, row.stride)
 
     def output_shape(self):
         """list[ShapeSpec]: channels and stride of each output, in ``blocks`` order."""
@@ -123,31 +500,127 @@ class DiffusionBackbone(BaseModule):
         """list[int]: stride of each output."""
         return [s.stride for s in self.output_shape()]
 
+    @property
+    def native_resolution(self):
+        """int: the image side the network was trained at (heads' ``in_sizes`` derive from
+        it); families override."""
+        return None
+
+    @property
+    def size_divisibility(self):
+        """Input height and width must be multiples of this (the deepest stride)."""
+        return max(row.stride for row in self.block_table)
+
+    def feature_key(self):
+        """The part of :meth:`cache_key` every family shares (what the forward reads)."""
+        return dict(blocks=list(self.blocks), timesteps=list(self.timesteps),
+                    fuse=self.fuse_timesteps,
+                    noise=dict(mode=self.noise.mode, seed=self.noise.seed,
+                               draws=self.noise.num_draws),
+                    schedule=tensor_fingerprint(self.schedule.betas),
+                    dtype=self.dtype, frozen_dtype=self.frozen_dtype)
+
+    def random_weights_key(self, init):
+        """Weights fingerprint of random weights: they are a function of these alone."""
+        return f'random:{init}:seed{self.init_seed}'
+
+    def unsupported(self, feature):
+        """The one error of a generic feature this family does not support."""
+        return ValueError(f'{type(self).__name__} ({self.family}) does not support {feature}')
+
+    # ------------------------------------------------------------------ freezing
+    def frozen_prefixes(self):
+        """Parameter-name prefixes (relative to the backbone) that never train."""
+        prefixes = list(self._always_frozen())
+        net = self.network_attr + '.'
+        if self.frozen:
+            return tuple(prefixes + [net])
+        if self.trainable_from is not None:
+            blocks = [row.module + '.' for row in self.block_table]
+            kept = [n for n, _ in self.named_parameters()]
+            stem = sorted({n for n in kept if n.startswith(net)
+                           and not n.startswith(tuple(blocks))})
+            prefixes += stem
+            prefixes += [row.module + '.' for row in self.block_table
+                         if row.index < self.trainable_from]
+        return tuple(prefixes)
+
+    def _freeze(self):
+        prefixes = self.frozen_prefixes()
+        for name, param in self.named_parameters():
+            if name.startswith(prefixes) or name in prefixes:
+                param.requires_grad_(False)
+
+    def train(self, mode=True):
+        """Switch train/eval mode; frozen parts stay in eval mode (dropout off)."""
+        super().train(mode)
+        prefixes = self.frozen_prefixes()
+        for name, module in self.named_modules():
+            if name and ((name + '.').startswith(prefixes) or name in prefixes):
+                module.eval()
+        return self
+
+    # ------------------------------------------------------------------ run checkpoints
+    @staticmethod
+    def _drop_reloaded(module, state_dict, prefix, local_metadata):
+        for name in module._reloaded_modules():
+            for key in [k for k in state_dict if k.startswith(f'{prefix}{name}.')]:
+                del state_dict[key]
+
+    @staticmethod
+    def _ignore_missing_reloaded(module, incompatible_keys):
+        names = module._reloaded_modules()
+        if names:
+            missing = incompatible_keys.missing_keys
+            missing[:] = [k for k in missing
+                          if not any(f'.{n}.' in k or k.startswith(f'{n}.') for n in names)]
+
     # ------------------------------------------------------------------ forward
+    def _autocast(self, device_type):
+        """Autocast context of ``dtype`` (a disabled one for 'fp32')."""
+        autocast_dtype = AUTOCAST_DTYPES[self.dtype]
+        return torch.autocast(device_type, dtype=autocast_dtype or torch.float32,
+                              enabled=autocast_dtype is not None)
+
     def _graph_needed(self, x, injections):
-        if not self.frozen and torch.is_grad_enabled():
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
             return True
         if x.requires_grad:
             return True
         return any(torch.is_tensor(v) and v.requires_grad for v in (injections or {}).values())
 
-    def _encode(self, x):
-        """What is noised: the image itself here; latent models return their latents."""
-        return x
+    def _check_image(self, x):
+        if x.dim() != 4:
+            raise ValueError(f'expected a (B, C, H, W) image batch, got shape {tuple(x.shape)}')
+        divisor = self.size_divisibility
+        if x.shape[-2] % divisor or x.shape[-1] % divisor:
+            raise ValueError(f'image size {x.shape[-2]}x{x.shape[-1]} is not divisible by '
+                             f'{divisor}, the total downsampling of this {self.family}: pad '
+                             f'or resize to multiples of {divisor}')
+        self._check_input(x)
+
+    def _requested(self, blocks):
+        blocks = self.blocks if blocks is None else self.block_table.resolve(blocks)
+        if max(blocks) > self.run_until:
+            raise ValueError(f'block {max(blocks)} was dropped at construction: this backbone '
+                             f'keeps blocks up to {self.run_until} (set run_until to run '
+                             'further)')
+        return blocks
 
     def intermediates(self, x, blocks=None, timesteps=None, injections=None, keys=None):
-        """Noise ``x`` at each timestep and return U-Net block features, unfused.
+        """Noise ``x`` at each timestep and return block features, unfused.
 
-        This is the one entry point for everything built on the U-Net (heads, DifFeed,
+        This is the one entry point for everything built on the network (heads, DifFeed,
         RepFusion, the dense pyramid).
 
         Args:
             x (Tensor): ``(B, 3, H, W)`` RGB in [-1, 1].
-            blocks (Sequence[int], optional): blocks to return; default ``self.blocks``.
+            blocks (Sequence[int | str], optional): blocks to return; default ``self.blocks``.
             timesteps (Sequence[int], optional): default ``self.timesteps``.
             injections (Mapping[int, Tensor], optional): tensor added to a block's output
                 before it is passed on or stored as a skip; ``(B, C_b, H_b, W_b)``, or
-                ``(B * len(timesteps), ...)`` with timesteps outermost.
+                ``(B * len(timesteps), ...)`` with timesteps outermost
+                (``supports_injections`` families only).
             keys (Tensor, optional): ``(B,)`` image keys for 'fixed'/'ensemble' noise.
 
         Returns:
@@ -155,13 +628,12 @@ class DiffusionBackbone(BaseModule):
             noise draws in 'ensemble' mode.
         """
         self._check_image(x)
-        return self._intermediates_of(x, self._encode(x), blocks, timesteps, injections, keys)
+        return self._intermediates_of(x, self.encode(x), blocks, timesteps, injections, keys)
 
     def _intermediates_of(self, x, x0, blocks, timesteps, injections, keys):
         """:meth:`intermediates` of an already encoded ``x0`` (``x`` is the input image)."""
-        blocks = self.blocks if blocks is None else tuple(blocks)
-        timesteps = self.timesteps if timesteps is None else tuple(timesteps)
-        self._check_timesteps(timesteps)
+        blocks = self._requested(blocks)
+        timesteps = self.timesteps if timesteps is None else self.resolve_timesteps(timesteps)
         n_t, batch = len(timesteps), x.shape[0]
         t_batch = torch.tensor(timesteps, device=x.device).repeat_interleave(batch)
         if injections:
@@ -170,7 +642,7 @@ class DiffusionBackbone(BaseModule):
 
         def noised(draw):
             return torch.cat([self._q_sample(x0, t, draw, keys) for t in timesteps])
-        feats = self._run_unet(noised, x, t_batch, blocks, injections)
+        feats = self._run(noised, x, t_batch, blocks, injections)
         return {b: f.unflatten(0, (n_t, batch)) for b, f in feats.items()}
 
     def intermediates_at(self, x, t, blocks=None, injections=None, keys=None):
@@ -178,49 +650,44 @@ class DiffusionBackbone(BaseModule):
 
         Args:
             x (Tensor): ``(B, 3, H, W)`` RGB in [-1, 1].
-            t (Tensor): ``(B,)`` integer timesteps in [0, diffusion_steps).
-            blocks (Sequence[int], optional): blocks to return; default ``self.blocks``.
+            t (Tensor): ``(B,)`` integer timesteps in [0, num_steps).
+            blocks (Sequence[int | str], optional): blocks to return; default ``self.blocks``.
             injections (Mapping[int, Tensor], optional): ``(B, C_b, H_b, W_b)`` per block.
             keys (Tensor, optional): ``(B,)`` image keys for 'fixed'/'ensemble' noise.
 
         Returns:
             dict[int, Tensor]: block -> ``(B, C_b, H_b, W_b)``, image i noised to ``t[i]``.
         """
-        blocks = self.blocks if blocks is None else tuple(blocks)
+        blocks = self._requested(blocks)
         self._check_image(x)
-        if not torch.is_tensor(t) or t.shape != (x.shape[0],):
+        if not torch.is_tensor(t) or t.shape != (x.shape[0], ):
             raise ValueError(f't must be a ({x.shape[0]},) tensor of timesteps, one per image; '
                              f'got {t if not torch.is_tensor(t) else tuple(t.shape)}')
-        self._check_timesteps(t.tolist())
+        if t.is_floating_point():
+            raise ValueError(f't must hold integer timesteps, got dtype {t.dtype}')
+        self.resolve_timesteps(t.tolist())
         t = t.to(device=x.device, dtype=torch.long)
-        x0 = self._encode(x)
-        return self._run_unet(lambda draw: self._q_sample(x0, t, draw, keys), x, t, blocks,
-                              injections)
+        x0 = self.encode(x)
+        return self._run(lambda draw: self._q_sample(x0, t, draw, keys), x, t, blocks,
+                         injections)
 
-    @staticmethod
-    def _check_image(x):
-        if x.dim() != 4:
-            raise ValueError(f'expected a (B, C, H, W) image batch, got shape {tuple(x.shape)}')
-
-    def _run_unet(self, noised, x, t_batch, blocks, injections):
-        """U-Net features of ``noised(draw)`` at ``t_batch``, averaged over noise draws.
+    def _run(self, noised, x, t_batch, blocks, injections):
+        """Network features of ``noised(draw)`` at ``t_batch``, averaged over noise draws.
 
         Returns:
             dict[int, Tensor]: block -> ``(N, C_b, H_b, W_b)`` float32, N = ``len(t_batch)``.
         """
+        if injections and not self.supports_injections:
+            raise self.unsupported('injections (DifFeed)')
         out = None
         with torch.set_grad_enabled(torch.is_grad_enabled() and self._graph_needed(x, injections)):
             for draw in range(self.noise.num_draws):
-                feats = self._unet_features(noised(draw), t_batch, blocks, injections)
+                feats = self.run_network(noised(draw), t_batch, blocks, injections)
                 feats = {b: f.float() for b, f in feats.items()}
                 out = feats if out is None else {b: out[b] + feats[b] for b in blocks}
         if self.noise.num_draws > 1:
             out = {b: f / self.noise.num_draws for b, f in out.items()}
         return out
-
-    def _unet_features(self, x_t, t_batch, blocks, injections):
-        """The network's block features of a noised batch: block -> ``(N, C, H, W)``."""
-        raise NotImplementedError
 
     def _q_sample(self, x, t, draw, keys):
         noise = self.noise.sample(x.shape, x.device, x.dtype, draw=draw, keys=keys)

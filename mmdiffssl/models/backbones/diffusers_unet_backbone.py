@@ -7,16 +7,19 @@ as in :mod:`mmdiffssl.models.unets.diffusers_blocks` (``down_blocks.i``, ``mid_b
 ``up_blocks.i``); ``google/ddpm-cifar10-32`` (``block_out_channels`` 128, 256, 256, 256) has
 blocks 1-4 (down, strides 1, 2, 4, 8), 5 (mid, stride 8) and 6-9 (up, strides 8, 4, 2, 1).
 """
+import os
+import os.path as osp
+
 from mmengine.registry import MODELS
 
-from mmdiffssl.models.unets.diffusers_blocks import (block_specs, check_supported,
-                                                     forward_intermediates, frozen_prefixes,
-                                                     resolve_blocks, size_divisor)
-from mmdiffssl.models.unets.diffusers_loading import (DDPM_SCHEDULER, import_diffusers,
-                                                      load_model, schedule_from_config,
+from mmdiffssl.models.unets.diffusers_blocks import (check_supported, describe_blocks,
+                                                     forward_intermediates, prune_after)
+from mmdiffssl.models.unets.diffusers_loading import (DDPM_SCHEDULER,
+                                                      component_dir, import_diffusers,
+                                                      load_model, read_json, schedule_from_config,
                                                       scheduler_config)
 
-from .base import DiffusionBackbone, ShapeSpec
+from .base import DiffusionBackbone, file_fingerprint, jsonable, weights_skipped
 
 
 def use_sdpa(*models):
@@ -34,68 +37,53 @@ def use_sdpa(*models):
     return changed
 
 
-class DiffusersBackboneMixin:
-    """What the diffusers backbones share: block table, freezing, the block forward.
+def path_fingerprint(path):
+    """Fingerprint of a weights file, or of every file in a folder (names and bytes)."""
+    if osp.isfile(path):
+        return file_fingerprint(path)
+    parts = []
+    for root, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            full = osp.join(root, name)
+            parts.append(f'{osp.relpath(full, path)}={file_fingerprint(full)}')
+    return ';'.join(parts)
 
-    Needs ``self.unet``, ``self.blocks``, ``self.frozen`` and ``self._stride_factor`` (input
-    stride of one U-Net input pixel: 1 in pixel space, the VAE's factor for latents).
+
+class DiffusersBackbone(DiffusionBackbone):
+    """What the diffusers U-Net families share: block table, pruning, the block forward and
+    the weights fingerprint (abstract: a family builds ``self.unet`` in ``_build_network``).
+
+    Blocks are numbered as in :mod:`mmdiffssl.models.unets.diffusers_blocks`; strides are of
+    the backbone input (``_stride_factor`` backbone pixels per U-Net input pixel).
     """
 
-    def _setup_unet(self, unet, blocks, pyramid_strides, frozen, with_cp):
+    _stride_factor = 1
+
+    def _setup_unet(self, unet):
+        """Check and prepare the freshly built or loaded U-Net (call in _build_network)."""
         check_supported(unet)
-        self.unet = unet
-        self._specs = block_specs(unet)
-        self.blocks = resolve_blocks(blocks, self._specs, pyramid_strides, self._stride_factor)
-        self.frozen = bool(frozen)
-        self.with_cp = bool(with_cp)
         if self.with_cp:
             unet.enable_gradient_checkpointing()
         use_sdpa(unet)
-        self._freeze_unet()
+        self.unet = unet
 
-    def block_specs(self):
-        """list[DiffusersBlockSpec] with strides of the backbone input (the image)."""
-        return [type(s)(s.index, s.name, s.kind, s.channels, s.stride * self._stride_factor,
-                        s.cross_attention) for s in self._specs]
+    def _describe_blocks(self):
+        return describe_blocks(self.unet, 'unet', self._stride_factor)
 
-    def block_shape(self, block):
-        spec = self._specs[block - 1]
-        return ShapeSpec(spec.channels, spec.stride * self._stride_factor)
+    def _prune(self, deepest):
+        prune_after(self.unet, deepest)
 
-    @property
-    def size_divisor(self):
-        """Input height and width must be multiples of this."""
-        return size_divisor(self.unet) * self._stride_factor
-
-    def _frozen_unet_prefixes(self):
-        if self.frozen:
-            return ('', )
-        return frozen_prefixes(self.unet, max(self.blocks))
-
-    def _freeze_unet(self):
-        prefixes = self._frozen_unet_prefixes()
-        for name, param in self.unet.named_parameters():
-            if name.startswith(prefixes):
-                param.requires_grad_(False)
-
-    def _train_unet(self):
-        prefixes = self._frozen_unet_prefixes()
-        for name, module in self.unet.named_modules():
-            if name and (name + '.').startswith(prefixes):
-                module.eval()
-        if self.frozen:
-            self.unet.eval()
-
-    def _check_size(self, x, what='image'):
-        divisor = self.size_divisor
-        height, width = x.shape[-2:]
-        if height % divisor or width % divisor:
-            raise ValueError(f'{what} size {height}x{width} is not divisible by {divisor}, the '
-                             f'total downsampling of this model{self._divisor_detail()}: pad '
-                             f'or resize to multiples of {divisor}')
-
-    def _divisor_detail(self):
-        return ''
+    def _weights_fingerprint(self, components):
+        """The files the weights came from (the components' folders, or the single file)."""
+        if self.pretrained is None:
+            return self.random_weights_key('diffusers-from-config')
+        if osp.isdir(self.pretrained):
+            return {c: path_fingerprint(component_dir(self.pretrained, c, allow_root=True))
+                    for c in components}
+        return dict(file=file_fingerprint(self.pretrained),
+                    configs={c: path_fingerprint(component_dir(self.config, c,
+                                                               allow_root=True))
+                             for c in components})
 
     def _run_blocks(self, x_t, t_batch, blocks, encoder_hidden_states=None, attention_maps=()):
         with self._autocast(x_t.device.type):
@@ -105,7 +93,7 @@ class DiffusersBackboneMixin:
 
 
 @MODELS.register_module()
-class DiffusersUNetBackbone(DiffusersBackboneMixin, DiffusionBackbone):
+class DiffusersUNetBackbone(DiffusersBackbone):
     """Features of a pixel-space diffusers ``UNet2DModel`` at chosen blocks and timesteps.
 
     Same contract as ``ADMBackbone``: the image (RGB in [-1, 1]) is noised to each timestep
@@ -120,85 +108,67 @@ class DiffusersUNetBackbone(DiffusersBackboneMixin, DiffusionBackbone):
         config (str, optional): with a single weights file, the local folder holding
             ``unet/config.json`` (or ``config.json``) and optionally the scheduler config.
         unet_config (dict, optional): without ``pretrained``, build a randomly initialised
-            ``UNet2DModel`` from this config (smoke tests).
+            ``UNet2DModel`` from this config (smoke tests; seeded by ``init_seed``).
         scheduler (dict, optional): overrides of the training schedule (diffusers scheduler
             keys ``num_train_timesteps``, ``beta_schedule``, ``beta_start``, ``beta_end``);
             by default the folder's scheduler config, else DDPM's linear 1e-4..0.02 over
             1000 steps.
-        blocks (Sequence[int | str] | str): block numbers or module names (see
-            :mod:`mmdiffssl.models.unets.diffusers_blocks`), or ``'pyramid'``: the last
-            decoder block at each of ``pyramid_strides``.
-        timesteps (Sequence[int]): training timesteps in [0, num_train_timesteps).
-        noise, noise_seed, ensemble_size, fuse_timesteps: as ``ADMBackbone``.
-        pyramid_strides (Sequence[int], optional): strides for ``blocks='pyramid'``; None
-            for every decoder stride, finest first.
-        frozen (bool): the U-Net never trains (no grad, eval mode, no graph). With False it
-            trains, except the blocks after the deepest requested one, that block's
-            resampler and the output layers, which the forward does not use.
-        with_cp (bool): diffusers' gradient checkpointing of the U-Net blocks.
-        dtype (str): 'fp32', 'bf16' or 'fp16' autocast.
-        init_cfg (dict, optional): mmengine init config.
+        **kwargs: the arguments every family shares (:class:`~.base.DiffusionBackbone`):
+            ``blocks`` (default ``'pyramid'``: every decoder stride, finest first; numbers or
+            names such as ``'mid_block'``), ``timesteps`` (default 100), ``noise``,
+            ``frozen``, ``with_cp`` (diffusers' gradient checkpointing), ``dtype``, ...
 
     Shapes:
-        input ``(B, C_in, H, W)``, H and W multiples of ``size_divisor``; output: one
+        input ``(B, C_in, H, W)``, H and W multiples of ``size_divisibility``; output: one
         ``(B, C_i, H / s_i, W / s_i)`` tensor per block (``output_shape()``).
     """
 
-    def __init__(self,
-                 pretrained=None,
-                 config=None,
-                 unet_config=None,
-                 scheduler=None,
-                 blocks='pyramid',
-                 timesteps=(100, ),
-                 noise='fixed',
-                 noise_seed=0,
-                 ensemble_size=4,
-                 fuse_timesteps='concat',
-                 pyramid_strides=None,
-                 frozen=True,
-                 with_cp=False,
-                 dtype='fp32',
-                 init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
-        self._stride_factor = 1
-        self.pretrained = pretrained
-        unet = build_or_load('UNet2DModel', pretrained, config, unet_config, 'unet',
-                             allow_root=True)
-        self.schedule = schedule_from_config(
-            scheduler_config(pretrained, config, scheduler, DDPM_SCHEDULER))
-        self._setup_noise(noise, noise_seed, ensemble_size)
-        self._setup_unet(unet, blocks, pyramid_strides, frozen, with_cp)
-        self._set_timesteps(timesteps)
-        self._set_fuse(fuse_timesteps)
-        self._set_dtype(dtype)
+    family = 'diffusers UNet2DModel'
+
+    def __init__(self, pretrained=None, config=None, unet_config=None, scheduler=None,
+                 **kwargs):
+        self.pretrained, self.config = pretrained, config
+        self.unet_config, self.scheduler_overrides = unet_config, scheduler
+        super().__init__(**kwargs)
+
+    def _build_network(self):
+        self._setup_unet(build_or_load('UNet2DModel', self.pretrained, self.config,
+                                       self.unet_config, 'unet', allow_root=True))
+        return schedule_from_config(scheduler_config(self.pretrained, self.config,
+                                                     self.scheduler_overrides, DDPM_SCHEDULER))
+
+    def cache_key(self):
+        arch = jsonable(dict(self.unet.config))
+        return dict(family=self.family, weights=self._weights_fingerprint(('unet', )),
+                    arch=arch, **self.feature_key())
+
+    @property
+    def native_resolution(self):
+        size = self.unet.config.get('sample_size')
+        return int(size) * self._stride_factor if isinstance(size, int) else None
 
     def _reloaded_modules(self):
         return ('unet', ) if self.frozen and self.pretrained is not None else ()
 
-    def train(self, mode=True):
-        """Switch train/eval mode; frozen U-Net parts stay in eval mode."""
-        super().train(mode)
-        self._train_unet()
-        return self
-
-    def _check_image(self, x):
-        super()._check_image(x)
+    def _check_input(self, x):
         channels = self.unet.config.in_channels
         if x.shape[1] != channels:
             raise ValueError(f'expected {channels} input channels, got {x.shape[1]} '
                              f'(shape {tuple(x.shape)})')
-        self._check_size(x)
 
-    def _unet_features(self, x_t, t_batch, blocks, injections):
-        if injections:
-            raise ValueError(f'{type(self).__name__} does not support injections')
+    def run_network(self, x_t, t_batch, blocks, injections=None):
         return self._run_blocks(x_t, t_batch, blocks)[0]
 
 
 def build_or_load(cls_name, pretrained, config, model_config, component, allow_root=False,
                   checkpoint=None):
-    """Load ``component`` offline from ``pretrained`` or build it from ``model_config``."""
+    """Load ``component`` offline from ``pretrained`` or build it from ``model_config``
+    (from the folder's config alone inside :func:`~.base.shapes_only`)."""
+    if pretrained is not None and weights_skipped():
+        folder = pretrained if osp.isdir(pretrained) else config
+        model_config = read_json(osp.join(component_dir(folder, component, allow_root),
+                                          'config.json'))
+        pretrained = None
     if pretrained is None:
         if model_config is None:
             raise ValueError(f'give pretrained= (a local diffusers folder or weights file) or '
@@ -211,4 +181,4 @@ def build_or_load(cls_name, pretrained, config, model_config, component, allow_r
                       allow_root=allow_root)
 
 
-__all__ = ['DiffusersUNetBackbone', 'DiffusersBackboneMixin', 'build_or_load', 'use_sdpa']
+__all__ = ['DiffusersBackbone', 'DiffusersUNetBackbone', 'build_or_load', 'use_sdpa']

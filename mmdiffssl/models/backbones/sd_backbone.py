@@ -23,12 +23,12 @@ from torch import nn
 
 from mmdiffssl.models.unets.diffusers_loading import (SD_SCHEDULER, check_pretrained,
                                                       encode_prompt, load_single_file,
-                                                      load_text_encoder, schedule_from_config,
-                                                      scheduler_config)
+                                                      load_text_encoder, read_json,
+                                                      schedule_from_config, scheduler_config)
 from mmdiffssl.utils.checkpoint import load_state_dict_file
 
-from .base import DiffusionBackbone, ShapeSpec
-from .diffusers_unet_backbone import DiffusersBackboneMixin, build_or_load, use_sdpa
+from .base import ShapeSpec, jsonable, tensor_fingerprint, weights_skipped
+from .diffusers_unet_backbone import DiffusersBackbone, build_or_load, use_sdpa
 
 TEXT_TYPES = ('null', 'prompt', 'file', 'learned')
 STRIDE4_MODES = (None, 'vae', 'upsample')
@@ -60,7 +60,7 @@ def load_embedding_file(path):
 
 
 @MODELS.register_module()
-class SDBackbone(DiffusersBackboneMixin, DiffusionBackbone):
+class SDBackbone(DiffusersBackbone):
     """Features of Stable Diffusion's U-Net on VAE latents, at chosen blocks and timesteps.
 
     Args:
@@ -86,12 +86,6 @@ class SDBackbone(DiffusersBackboneMixin, DiffusionBackbone):
             ``dict(type='learned', num_tokens=8, std=1.0)`` /
             ``dict(type='learned', init=dict(type='null'))`` (trainable prompt tokens, a
             parameter of the backbone that trains even when the U-Net is frozen).
-        blocks (Sequence[int | str] | str): block numbers or module names, or
-            ``'pyramid'`` (the last decoder block at each of ``pyramid_strides``).
-        timesteps (Sequence[int]): training timesteps in [0, 1000).
-        noise, noise_seed, ensemble_size, fuse_timesteps: as ``ADMBackbone`` (the noise
-            is drawn in latent space, ``(B, 4, H/8, W/8)``).
-        pyramid_strides (Sequence[int]): image strides for ``blocks='pyramid'``.
         stride4 (str, optional): a stride-4 output put first: 'vae' (the VAE encoder's
             feature at stride 4 of the clean image: the output of its down block at stride
             4, before that block's downsampler; 512 channels for SD) or 'upsample' (the
@@ -103,20 +97,24 @@ class SDBackbone(DiffusersBackboneMixin, DiffusionBackbone):
             (True: all of them; or a list of such blocks).
         attention_tokens (Sequence[int], optional): keep the maps of these token positions
             only (default all L).
-        frozen (bool): the U-Net never trains; with False it trains (but the parts after the
-            deepest block). The VAE never trains.
-        with_cp (bool): diffusers' gradient checkpointing of the U-Net blocks.
-        dtype (str): 'fp32', 'bf16' or 'fp16' autocast (VAE and U-Net).
-        init_cfg (dict, optional): mmengine init config.
+        **kwargs: the arguments every family shares (:class:`~.base.DiffusionBackbone`):
+            ``blocks`` (default ``'pyramid'``, the last decoder block at image strides 8, 16,
+            32, 64; numbers or names such as ``'up_blocks.1'``), ``timesteps`` (default 100,
+            in [0, 1000)), ``noise`` (drawn in latent space, ``(B, 4, H/8, W/8)``),
+            ``frozen`` (the U-Net; the VAE never trains), ``with_cp`` (diffusers' gradient
+            checkpointing), ``dtype`` (autocast of VAE and U-Net), ...
 
     Shapes:
-        input ``(B, 3, H, W)``, H and W multiples of ``size_divisor`` (64 for SD: the VAE's 8
+        input ``(B, 3, H, W)``, H and W multiples of ``size_divisibility`` (64 for SD: the VAE's 8
         times the U-Net's 8); output: a tuple of ``(B, C_i, H / s_i, W / s_i)``, the
         stride-4 level first if any, then one per block; ``output_shape()`` gives every
         ``(C_i, s_i)`` (block channels x timesteps for 'concat', plus tokens x timesteps of
         attention maps). ``intermediates``/``intermediates_at`` are ADMBackbone's, on the
         U-Net blocks only (no stride-4 level), without ``injections``.
     """
+
+    family = 'Stable Diffusion'
+    default_pyramid_strides = SD_PYRAMID_STRIDES
 
     def __init__(self,
                  pretrained=None,
@@ -125,47 +123,49 @@ class SDBackbone(DiffusersBackboneMixin, DiffusionBackbone):
                  vae_config=None,
                  scheduler=None,
                  text=dict(type='null'),
-                 blocks='pyramid',
-                 timesteps=(100, ),
-                 noise='fixed',
-                 noise_seed=0,
-                 ensemble_size=4,
-                 fuse_timesteps='concat',
-                 pyramid_strides=SD_PYRAMID_STRIDES,
                  stride4=None,
                  attention_maps=False,
                  attention_tokens=None,
-                 frozen=True,
-                 with_cp=False,
-                 dtype='fp32',
-                 init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
+                 **kwargs):
         self.pretrained, self.config = pretrained, config
-        checkpoint = None
-        if pretrained is not None and \
+        self.unet_config, self.vae_config = unet_config, vae_config
+        self.scheduler_overrides = scheduler
+        self._single_file = None
+        if pretrained is not None and not weights_skipped() and \
                 check_pretrained(pretrained, config, ('unet', 'vae')) == 'file':
-            checkpoint = load_single_file(pretrained)   # read once for all components
-        self.vae = build_or_load('AutoencoderKL', pretrained, config, vae_config, 'vae',
-                                 checkpoint=checkpoint)
+            self._single_file = load_single_file(pretrained)   # read once for all components
+        super().__init__(**kwargs)
+        self._setup_text(text, self._single_file)
+        self._single_file = None
+        self._setup_attention_maps(attention_maps, attention_tokens)
+        self._setup_stride4(stride4)
+
+    def _build_network(self):
+        self.vae = build_or_load('AutoencoderKL', self.pretrained, self.config, self.vae_config,
+                                 'vae', checkpoint=self._single_file)
         self.vae.requires_grad_(False)
         use_sdpa(self.vae)
         self._stride_factor = 2**sum(bool(getattr(b, 'downsamplers', None))
                                      for b in self.vae.encoder.down_blocks)
-        unet = build_or_load('UNet2DConditionModel', pretrained, config, unet_config, 'unet',
-                             checkpoint=checkpoint)
+        unet = build_or_load('UNet2DConditionModel', self.pretrained, self.config,
+                             self.unet_config, 'unet', checkpoint=self._single_file)
         if unet.config.in_channels != self.vae.config.latent_channels:
             raise ValueError(f'the U-Net takes {unet.config.in_channels} channels but the VAE '
                              f'makes {self.vae.config.latent_channels}-channel latents')
-        self.schedule = schedule_from_config(
-            scheduler_config(pretrained, config, scheduler, SD_SCHEDULER))
-        self._setup_noise(noise, noise_seed, ensemble_size)
-        self._setup_unet(unet, blocks, pyramid_strides, frozen, with_cp)
-        self._set_timesteps(timesteps)
-        self._set_fuse(fuse_timesteps)
-        self._set_dtype(dtype)
-        self._setup_text(text, checkpoint)
-        self._setup_attention_maps(attention_maps, attention_tokens)
-        self._setup_stride4(stride4)
+        self._setup_unet(unet)
+        return schedule_from_config(
+            scheduler_config(self.pretrained, self.config, self.scheduler_overrides,
+                             SD_SCHEDULER))
+
+    def cache_key(self):
+        if self.prompt_embeds.requires_grad:
+            raise self.unsupported('a cache key with learned text tokens (they train)')
+        return dict(family=self.family, weights=self._weights_fingerprint(('unet', 'vae')),
+                    arch=dict(unet=jsonable(dict(self.unet.config)),
+                              vae=jsonable(dict(self.vae.config))),
+                    text=tensor_fingerprint(self.prompt_embeds), stride4=self.stride4,
+                    attention_maps=list(self.attention_map_blocks),
+                    attention_tokens=list(self.attention_tokens), **self.feature_key())
 
     # ------------------------------------------------------------------ construction
     @property
@@ -224,27 +224,31 @@ class SDBackbone(DiffusersBackboneMixin, DiffusionBackbone):
         if self.pretrained is None:
             raise ValueError(f"text type '{kind}' needs the CLIP text encoder of a pretrained "
                              "folder; without pretrained use type 'file' or 'learned'")
+        if weights_skipped():   # shapes only: the encoder's output shape, from its config
+            folder = self.pretrained if osp.isdir(self.pretrained) else self.config
+            encoder = read_json(osp.join(folder, 'text_encoder', 'config.json'))
+            return torch.zeros(1, encoder['max_position_embeddings'],
+                               self.unet.config.cross_attention_dim)
         tokenizer, encoder = load_text_encoder(self.pretrained, self.config, checkpoint)
         return encode_prompt(tokenizer, encoder, text.get('text', ''))
 
     def _setup_attention_maps(self, attention_maps, attention_tokens):
-        specs = {s.index: s for s in self._specs}
+        rows = {r.index: r for r in self.block_table}
         if attention_maps is True:
-            chosen = [b for b in self.blocks if specs[b].cross_attention]
+            chosen = [b for b in self.blocks if rows[b].cross_attention]
             if not chosen:
                 raise ValueError('attention_maps=True but none of the requested blocks '
                                  f'{self.blocks} has cross-attention')
         elif attention_maps is False or attention_maps is None:
             chosen = []
         else:
-            from mmdiffssl.models.unets.diffusers_blocks import resolve_blocks
-            chosen = list(resolve_blocks(list(attention_maps), self._specs))
+            chosen = list(self.block_table.resolve(attention_maps))
             for b in chosen:
                 if b not in self.blocks:
                     raise ValueError(f'attention_maps block {b} is not among blocks '
                                      f'{self.blocks}')
-                if not specs[b].cross_attention:
-                    raise ValueError(f'attention_maps block {b} ({specs[b].name}) has no '
+                if not rows[b].cross_attention:
+                    raise ValueError(f'attention_maps block {b} ({rows[b].name}) has no '
                                      'cross-attention')
         self.attention_map_blocks = tuple(chosen)
         length = self.prompt_embeds.shape[1]
@@ -282,17 +286,18 @@ class SDBackbone(DiffusersBackboneMixin, DiffusionBackbone):
             return ()
         return ('vae', 'unet') if self.frozen else ('vae', )
 
-    def train(self, mode=True):
-        """Switch train/eval mode; the VAE and frozen U-Net parts stay in eval mode."""
-        super().train(mode)
-        self.vae.eval()
-        self._train_unet()
-        return self
+    def _always_frozen(self):
+        return ('vae.', )
+
+    @property
+    def native_resolution(self):
+        size = self.vae.config.get('sample_size')
+        return int(size) if isinstance(size, int) else None
 
     # ------------------------------------------------------------------ shapes
     def block_shape(self, block):
         shape = super().block_shape(block)
-        if block in self.attention_map_blocks:
+        if self.block_table.row(block).index in self.attention_map_blocks:
             return ShapeSpec(shape.channels + len(self.attention_tokens), shape.stride)
         return shape
 
@@ -306,20 +311,9 @@ class SDBackbone(DiffusersBackboneMixin, DiffusionBackbone):
             shapes.insert(0, ShapeSpec(shapes[finest].channels, self._stride_factor // 2))
         return shapes
 
-    def _divisor_detail(self):
-        return (f' (the VAE downsamples by {self._stride_factor}, the U-Net by '
-                f'{self.size_divisor // self._stride_factor})')
-
-    # ------------------------------------------------------------------ forward
-    def _graph_needed(self, x, injections):
-        return super()._graph_needed(x, injections) or (torch.is_grad_enabled() and
-                                                        self.prompt_embeds.requires_grad)
-
-    def _check_image(self, x):
-        super()._check_image(x)
+    def _check_input(self, x):
         if x.shape[1] != 3:
             raise ValueError(f'expected RGB images (B, 3, H, W), got shape {tuple(x.shape)}')
-        self._check_size(x)
 
     def encode(self, x, stride4=False):
         """Scaled VAE latents of ``x`` (and the VAE's stride-4 feature with ``stride4``).
@@ -352,12 +346,7 @@ class SDBackbone(DiffusersBackboneMixin, DiffusionBackbone):
         latents = latents * self.scaling_factor
         return (latents, store[0].float()) if stride4 else latents
 
-    def _encode(self, x):
-        return self.encode(x)
-
-    def _unet_features(self, x_t, t_batch, blocks, injections):
-        if injections:
-            raise ValueError(f'{type(self).__name__} does not support injections')
+    def run_network(self, x_t, t_batch, blocks, injections=None):
         embeds = self.prompt_embeds
         if not torch.is_grad_enabled():   # (a view of a parameter would still require grad)
             embeds = embeds.detach()

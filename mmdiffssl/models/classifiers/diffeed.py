@@ -5,6 +5,8 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import nn
 
+from mmdiffssl.models.backbones.base import DiffusionBackbone
+
 PAPER_FEEDBACK_BLOCKS = (21, 24, 27, 30, 33, 36)
 
 
@@ -27,7 +29,7 @@ def _resize(x, size):
 
 @MODELS.register_module()
 class DifFeedBackbone(BaseModule):
-    """Two forward passes of a frozen ADM U-Net with decoder-to-encoder feedback.
+    """Two forward passes of a frozen diffusion U-Net with decoder-to-encoder feedback.
 
     Pass 1 (no gradient) computes the decoder blocks ``feedback_blocks`` at ``(x_t, t)``. Each
     goes through a feedback layer (1x1 conv without bias, BatchNorm, ReLU) to the channels of
@@ -43,7 +45,9 @@ class DifFeedBackbone(BaseModule):
     ``train()``/``eval()`` like any module (the frozen U-Net stays in eval mode).
 
     Args:
-        backbone (dict | ADMBackbone): the wrapped backbone; must be frozen
+        backbone (dict | DiffusionBackbone): the wrapped backbone (a family that supports
+            injections: ADM); built from a config with ``run_until`` = the deepest feedback
+            block (pass 1 runs that far); must be frozen
             (``frozen=True``), its ``blocks`` are what pass 2 returns (paper: 24), its
             ``timesteps`` are used by both passes (paper: 150). 'ensemble' noise is refused
             (the two passes would not see one ``x_t``).
@@ -58,19 +62,28 @@ class DifFeedBackbone(BaseModule):
 
     def __init__(self, backbone, feedback_blocks=PAPER_FEEDBACK_BLOCKS, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        self.adm = backbone if isinstance(backbone, nn.Module) else MODELS.build(backbone)
-        if not hasattr(self.adm, 'intermediates') or not hasattr(self.adm, 'unet'):
-            raise TypeError('DifFeedBackbone wraps an ADMBackbone (needs intermediates() and '
-                            f'unet), got {type(self.adm).__name__}')
+        feedback_blocks = tuple(feedback_blocks)
+        if not isinstance(backbone, nn.Module):
+            # pass 1 runs up to the deepest feedback block: keep the network that far
+            backbone = dict(backbone)
+            backbone.setdefault('run_until', max(feedback_blocks, default=None))
+            backbone = MODELS.build(backbone)
+        if not isinstance(backbone, DiffusionBackbone):
+            raise TypeError(f'DifFeedBackbone wraps a diffusion backbone, got '
+                            f'{type(backbone).__name__}')
+        if not backbone.supports_injections:
+            raise backbone.unsupported('DifFeed (feature injections)')
+        self.adm = backbone
         if not self.adm.frozen:
             raise ValueError('DifFeed trains only the feedback layers and the head: build the '
-                             'wrapped ADMBackbone with frozen=True')
+                             'wrapped backbone with frozen=True')
         if self.adm.noise.mode == 'ensemble':
             raise ValueError("noise='ensemble' averages several x_t; DifFeed needs one x_t "
                              "seen by both passes: use 'fresh', 'fixed' or 'none'")
-        specs = {s.index: s for s in self.adm.unet.block_specs()}
-        num_blocks = self.adm.unet.num_blocks
-        self.feedback_blocks = tuple(int(b) for b in feedback_blocks)
+        table = self.adm.block_table
+        specs = {row.index: row for row in table}
+        num_blocks = len(table)
+        self.feedback_blocks = table.resolve(feedback_blocks) if feedback_blocks else ()
         if not self.feedback_blocks:
             raise ValueError('feedback_blocks is empty')
         if len(set(self.feedback_blocks)) != len(self.feedback_blocks):
@@ -87,6 +100,10 @@ class DifFeedBackbone(BaseModule):
                 nn.BatchNorm2d(specs[dst].channels),
                 nn.ReLU(inplace=True)))
         self.feedback = nn.ModuleList(layers)
+        if max(self.feedback_blocks) > self.adm.run_until:
+            raise ValueError(f'feedback block {max(self.feedback_blocks)} is after the wrapped '
+                             f'backbone\'s last kept block {self.adm.run_until}: build it with '
+                             f'run_until={max(self.feedback_blocks)} (or pass a config)')
         self._target_strides = tuple(specs[dst].stride for dst in self.target_blocks)
         unused = [d for d in self.target_blocks if d > max(self.adm.blocks)]
         if unused:

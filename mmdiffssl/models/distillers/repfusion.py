@@ -80,21 +80,15 @@ class RepFusionDistiller(BaseModel):
             raise ValueError('the RepFusion teacher must be frozen: set teacher.frozen=True')
         self.student = MODELS.build(student)
         self.timestep_policy = MODELS.build(timestep_policy)
-        self.teacher._check_timesteps(self.timestep_policy.candidates())
+        self.teacher.resolve_timesteps(tuple(self.timestep_policy.candidates()))
         if teacher_from_cache and not isinstance(self.timestep_policy, FixedTimestep):
             raise ValueError('teacher_from_cache needs a FixedTimestep policy (the cache holds '
                              f'one timestep), not {type(self.timestep_policy).__name__}')
         self.teacher_from_cache = teacher_from_cache
 
-        self.teacher_block = int(teacher_block if teacher_block is not None
-                                 else self.teacher.blocks[0])
-        try:
-            if self.teacher_block < 1:
-                raise IndexError
-            teacher_channels = self.teacher.block_shape(self.teacher_block).channels
-        except (KeyError, IndexError):
-            raise ValueError(f'teacher_block {self.teacher_block} is not a block of the '
-                             'teacher (tools/print_blocks.py lists them)') from None
+        self.teacher_block = self.teacher.block_table.resolve(
+            teacher_block if teacher_block is not None else self.teacher.blocks[0])[0]
+        teacher_channels = self.teacher.block_shape(self.teacher_block).channels
         self.student_index = int(student_index)
 
         if distill_loss not in DISTILL_LOSSES:

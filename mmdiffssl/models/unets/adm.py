@@ -380,6 +380,27 @@ class ADMUNet(nn.Module):
         return len(self.input_blocks) + 1 + len(self.output_blocks)
 
     @property
+    def num_kept(self) -> int:
+        """Blocks ``1..num_kept`` are built (all but after :meth:`prune_after`)."""
+        return getattr(self, '_num_kept', self.num_blocks)
+
+    def prune_after(self, last: int) -> None:
+        """Drop blocks after ``last`` and the ``out`` layer, weights and all.
+
+        The forward can then return blocks ``1..last`` only; the state dict holds the kept
+        modules' keys (guided-diffusion's names), so a full checkpoint loads into it after
+        dropping the keys of the removed modules (:func:`kept_state_dict`).
+        """
+        self._check_index(last, self.num_blocks, 'prune')
+        n_in = len(self.input_blocks)
+        self.input_blocks = self.input_blocks[:min(last, n_in)]
+        if last <= n_in:
+            self.middle_block = None
+        self.output_blocks = self.output_blocks[:max(0, last - n_in - 1)]
+        self.out = None
+        self._num_kept = last
+
+    @property
     def out_index(self) -> int:
         """Pseudo-block index (``num_blocks + 1``) of the final output."""
         return self.num_blocks + 1
@@ -391,8 +412,8 @@ class ADMUNet(nn.Module):
         return list(self._block_specs)
 
     def _blocks(self) -> Iterator[tuple[int, str, nn.Module]]:
-        """Yield ``(index, kind, block)`` in execution order."""
-        for index, spec in enumerate(self._block_specs, start=1):
+        """Yield ``(index, kind, block)`` in execution order (kept blocks only)."""
+        for index, spec in enumerate(self._block_specs[:self.num_kept], start=1):
             if spec.kind == 'input':
                 yield index, spec.kind, self.input_blocks[index - 1]
             elif spec.kind == 'middle':
@@ -523,11 +544,14 @@ class ADMUNet(nn.Module):
             raise ValueError('blocks must name at least one block')
         for index in sorted(wanted):
             self._check_index(index, self.out_index, 'block')
+            if index > self.num_kept:
+                raise ValueError(f'block {index} was pruned: blocks 1..{self.num_kept} are '
+                                 'kept (prune_after)')
         injections = dict(injections or {})
         for index in sorted(injections):
             self._check_index(index, self.num_blocks, 'injection block')
         self._check_inputs(x, timesteps, y)
-        last = max(wanted) if stop_early else self.out_index
+        last = max(wanted) if stop_early or self.out is None else self.out_index
         run_block = checkpoint_fn or _call_block
 
         emb = self.embed(timesteps, y)

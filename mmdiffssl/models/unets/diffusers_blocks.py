@@ -12,7 +12,9 @@ D + 2 .. D + 1 + U     'output'     ``up_blocks.0`` .. ``up_blocks.{U-1}``
 =====================  ===========  ===========================================
 
 A block's feature is the output of its last ResNet/attention layer, **before** its
-resampler: a down block's feature is the skip it stores at its own resolution (not the
+resampler (:data:`DIFFUSERS_FEATURES`; ADM's blocks differ because ADM's resamplers are
+blocks of their own, so the paper's numbering reads whole ADM blocks, while a diffusers
+block module holds its resampler: reading before it keeps one resolution per block): a down block's feature is the skip it stores at its own resolution (not the
 downsampled map it passes on), an up block's feature is its map before the upsampler. So
 ``down_blocks.i`` and ``up_blocks.{U-1-i}`` have the same resolution, and the decoder
 pyramid of Stable Diffusion 1.x/2.x (4 levels) is ``up_blocks.0..3`` at strides 8, 4, 2, 1
@@ -50,24 +52,13 @@ from dataclasses import dataclass
 import torch
 
 
-@dataclass(frozen=True)
-class DiffusersBlockSpec:
-    """One block of a diffusers U-Net (see the module docstring).
-
-    Attributes:
-        index: 1-based block number.
-        name: module name, e.g. ``'up_blocks.1'``.
-        kind: ``'input'``, ``'middle'`` or ``'output'`` (ADM's words).
-        channels: channels of the block's feature.
-        stride: U-Net input size / feature size (latent strides for latent models).
-        cross_attention: the block has cross-attention layers (text conditioning).
-    """
-    index: int
-    name: str
-    kind: str
-    channels: int
-    stride: int
-    cross_attention: bool
+#: What a diffusers block's feature is, per kind.
+DIFFUSERS_FEATURES = {
+    'input': 'output of its last ResNet/attention layer, before its downsampler (the skip '
+             'at its own resolution)',
+    'middle': 'output of the mid block',
+    'output': 'output of its last ResNet/attention layer, before its upsampler',
+}
 
 
 def check_supported(unet):
@@ -100,78 +91,47 @@ def _resampler(block):
     return getattr(block, 'downsamplers', None) or getattr(block, 'upsamplers', None)
 
 
-def block_specs(unet):
-    """list[DiffusersBlockSpec] of a diffusers U-Net, strides of the U-Net input."""
-    specs, stride = [], 1
+def describe_blocks(unet, prefix='unet', stride_factor=1):
+    """list[BlockInfo] of a diffusers U-Net.
+
+    Args:
+        unet: the full (unpruned) U-Net.
+        prefix (str): its attribute name in the backbone (``BlockInfo.module``).
+        stride_factor (int): backbone-input pixels per U-Net input pixel (1 in pixel space,
+            the VAE's downsampling for latents).
+    """
+    from mmdiffssl.models.backbones.base import BlockInfo
+    rows, stride = [], 1
     for name, block in _named_blocks(unet):
         kind = 'input' if name.startswith('down') else 'middle' if name == 'mid_block' \
             else 'output'
-        specs.append(DiffusersBlockSpec(len(specs) + 1, name, kind,
-                                        int(block.resnets[-1].out_channels), stride,
-                                        bool(getattr(block, 'has_cross_attention', False))))
+        rows.append(BlockInfo(len(rows) + 1, name, f'{prefix}.{name}', kind,
+                              int(block.resnets[-1].out_channels), stride * stride_factor,
+                              DIFFUSERS_FEATURES[kind],
+                              bool(getattr(block, 'has_cross_attention', False))))
         if _resampler(block):
             stride = stride * 2 if kind == 'input' else stride // 2
-    return specs
+    return rows
 
 
-def size_divisor(unet):
-    """Input sizes must be multiples of this: 2 ** (number of downsamplers)."""
-    return 2**sum(bool(getattr(b, 'downsamplers', None)) for b in unet.down_blocks)
-
-
-def resolve_blocks(blocks, specs, pyramid_strides=None, stride_factor=1):
-    """Block numbers of ``blocks``: ints, module names, or ``'pyramid'``.
-
-    ``'pyramid'``: the last decoder block at each of ``pyramid_strides`` (strides of the
-    backbone input, i.e. latent strides x ``stride_factor``), in that order; None for every
-    decoder stride, finest first.
-    """
-    by_name = {s.name: s.index for s in specs}
-    allowed = (f'1..{len(specs)}, a module name ({", ".join(by_name)}) or \'pyramid\'')
-    if isinstance(blocks, str):
-        if blocks in by_name:
-            blocks = [blocks]
-        elif blocks != 'pyramid':
-            raise ValueError(f"blocks='{blocks}' is not allowed: give blocks as {allowed}")
-        else:
-            decoder = [s for s in specs if s.kind == 'output']
-            have = sorted({s.stride * stride_factor for s in decoder})
-            strides = have if pyramid_strides is None else [int(s) for s in pyramid_strides]
-            chosen = []
-            for stride in strides:
-                at = [s.index for s in decoder if s.stride * stride_factor == stride]
-                if not at:
-                    raise ValueError(f'no decoder block at stride {stride}; this U-Net\'s '
-                                     f'decoder has strides {have}')
-                chosen.append(at[-1])
-            return tuple(chosen)
-    out = []
-    for block in blocks:
-        if isinstance(block, str):
-            if block not in by_name:
-                raise ValueError(f"block '{block}' is not a block of this U-Net: give {allowed}")
-            out.append(by_name[block])
-        elif isinstance(block, int) and 1 <= block <= len(specs):
-            out.append(block)
-        else:
-            raise ValueError(f'block {block!r} is outside this U-Net\'s blocks: give {allowed}')
-    if not out:
-        raise ValueError('blocks is empty: request at least one block')
-    return tuple(out)
-
-
-def frozen_prefixes(unet, deepest):
-    """Parameter-name prefixes that get no gradient when the forward stops at ``deepest``:
-    later blocks, the resampler of ``deepest`` (its output is not used), the output layers."""
-    names = ['conv_norm_out.', 'conv_out.']
-    for index, (name, block) in enumerate(_named_blocks(unet), start=1):
-        if index > deepest:
-            names.append(name + '.')
-        elif index == deepest:
-            for attr in ('downsamplers', 'upsamplers'):
-                if getattr(block, attr, None):
-                    names.append(f'{name}.{attr}.')
-    return tuple(names)
+def prune_after(unet, last):
+    """Drop what never runs when the forward stops after block ``last``: later blocks, that
+    block's resampler (the feature is read before it) and the output layers."""
+    from torch import nn
+    down = len(unet.down_blocks)
+    has_mid = unet.mid_block is not None
+    if last <= down:
+        unet.down_blocks = unet.down_blocks[:last]
+        unet.down_blocks[-1].downsamplers = None
+        unet.mid_block = None
+        unet.up_blocks = nn.ModuleList()
+    elif has_mid and last == down + 1:
+        unet.up_blocks = nn.ModuleList()
+    else:
+        unet.up_blocks = unet.up_blocks[:last - down - has_mid]
+        unet.up_blocks[-1].upsamplers = None
+    unet.conv_norm_out = None
+    unet.conv_out = None
 
 
 # ---------------------------------------------------------------------- attention maps
@@ -253,7 +213,7 @@ def forward_intermediates(unet, sample, timesteps, blocks, encoder_hidden_states
     Args:
         unet: a ``UNet2DConditionModel`` (``encoder_hidden_states`` required) or a
             ``UNet2DModel``, checked by :func:`check_supported`.
-        sample (Tensor): ``(N, C_in, H, W)``, H and W multiples of :func:`size_divisor`.
+        sample (Tensor): ``(N, C_in, H, W)``, H and W multiples of the total downsampling.
         timesteps (Tensor): ``(N,)`` integer timesteps.
         blocks (Iterable[int]): block numbers (see the module docstring).
         encoder_hidden_states (Tensor, optional): ``(N, L, D)`` text embeddings.
@@ -331,16 +291,3 @@ SD_ARCHS = {
                              sample_size=96),
                    vae=dict(_SD_VAE, sample_size=768)),
 }
-
-
-def format_block_table(specs, size):
-    """Lines of a block table (``tools/print_blocks.py``'s columns plus the module name) for
-    ``specs`` with image strides, sizes at ``size`` px."""
-    lines = [f'{"block":>5}  {"kind":<6}  {"channels":>8}  {"stride":>6}  '
-             f'{f"size at {size}px":>14}  {"module":<14}  cross-attn']
-    for spec in specs:
-        side = size // spec.stride
-        lines.append(f'{spec.index:>5}  {spec.kind:<6}  {spec.channels:>8}  {spec.stride:>6}  '
-                     f'{f"{side}x{side}":>14}  {spec.name:<14}  '
-                     f'{"yes" if spec.cross_attention else "no"}')
-    return lines

@@ -38,7 +38,7 @@ def make_cfg(work_dir, data_root, unet_ckpt, epochs, noise='fixed'):
 
 def save_unet(tmp_path):
     unet = ADMBackbone(arch=Config.fromfile(DEMO_CFG).model.backbone.arch, blocks=(8, ),
-                       random_init='redraw').unet
+                       random_init='redraw', prune=False).unet
     path = str(tmp_path / 'unet.pt')
     torch.save(unet.state_dict(), path)
     return path, {k: v.clone() for k, v in unet.state_dict().items()}

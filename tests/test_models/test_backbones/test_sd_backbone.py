@@ -43,7 +43,7 @@ def hooked_reference(bb, latents, t, context):
         def hook(module, args, out):
             feats[index] = out[0] if isinstance(out, tuple) else getattr(out, 'sample', out)
         return hook
-    for spec in bb.block_specs():
+    for spec in bb.block_table:
         module = unet.get_submodule(spec.name)
         if spec.kind != 'middle':
             layers = getattr(module, 'attentions', None) or module.resnets
@@ -60,12 +60,12 @@ def hooked_reference(bb, latents, t, context):
 
 def test_block_table_names_and_pyramid(tiny_sd):
     bb = backbone(tiny_sd)
-    specs = bb.block_specs()
+    specs = bb.block_table
     assert [(s.name, s.channels, s.stride, s.cross_attention) for s in specs] == TINY_BLOCKS
     assert [s.kind for s in specs] == ['input'] * 4 + ['middle'] + ['output'] * 4
     assert bb.blocks == (9, 8, 7, 6)                    # 'pyramid': up_blocks.3 .. 0
     assert bb.out_strides == [8, 16, 32, 64] and bb.out_channels == [16, 16, 32, 32]
-    assert bb.size_divisor == 64
+    assert bb.size_divisibility == 64
     named = backbone(tiny_sd, blocks=('up_blocks.1', 'mid_block', 2))
     assert named.blocks == (7, 5, 2)
     out = named(images())
@@ -73,7 +73,8 @@ def test_block_table_names_and_pyramid(tiny_sd):
 
 
 def test_features_equal_hooks_on_the_full_diffusers_forward(tiny_sd):
-    bb = backbone(tiny_sd, blocks=ALL_BLOCKS, timesteps=(10, 500), noise='fixed')
+    # prune=False keeps the output layers, so the same U-Net runs diffusers' full forward
+    bb = backbone(tiny_sd, blocks=ALL_BLOCKS, timesteps=(10, 500), noise='fixed', prune=False)
     from diffusers import DDPMScheduler
     scheduler = DDPMScheduler(**SD_SCHEDULER)
     x = images()
@@ -97,18 +98,21 @@ def test_features_equal_hooks_on_the_full_diffusers_forward(tiny_sd):
     torch.testing.assert_close(fused[0][:, :16], feats[1][0])
 
 
-def test_stops_after_the_deepest_block(tiny_sd):
+def test_stops_after_the_deepest_block_whose_later_weights_are_absent(tiny_sd):
     bb = backbone(tiny_sd, blocks=(3, ))
-    ran = []
-    for name in ('down_blocks.3', 'mid_block', 'up_blocks.0', 'conv_out'):
-        bb.unet.get_submodule(name).register_forward_hook(lambda *a, n=name: ran.append(n))
-    bb(images(1))
-    assert ran == []
+    names = [n for n, _ in bb.named_parameters()]
+    assert any(n.startswith('unet.down_blocks.2.') for n in names)
+    assert not any(n.startswith(('unet.mid_block', 'unet.up_blocks', 'unet.conv_out',
+                                 'unet.down_blocks.3', 'unet.down_blocks.2.downsamplers'))
+                   for n in names)
     bb_up = backbone(tiny_sd, blocks=(7, ))
-    bb_up.unet.conv_out.register_forward_hook(lambda *a: ran.append('conv_out'))
-    bb_up.unet.up_blocks[2].register_forward_hook(lambda *a: ran.append('up_blocks.2'))
-    bb_up(images(1))
-    assert ran == []
+    names = [n for n, _ in bb_up.named_parameters()]
+    assert any(n.startswith('unet.up_blocks.1.') for n in names)
+    assert not any(n.startswith(('unet.up_blocks.2', 'unet.up_blocks.1.upsamplers',
+                                 'unet.conv_out', 'unet.conv_norm_out')) for n in names)
+    full = backbone(tiny_sd, blocks=(7, ), prune=False)
+    with torch.no_grad():
+        torch.testing.assert_close(bb_up(images(1)), full(images(1)), rtol=0, atol=0)
 
 
 def test_latents_are_the_scaled_vae_encoding(tiny_sd):
@@ -121,7 +125,7 @@ def test_latents_are_the_scaled_vae_encoding(tiny_sd):
     assert latents.shape == (2, 4, 8, 8)
     torch.testing.assert_close(latents, expected, rtol=0, atol=0)
     # 'none' noise: the U-Net sees exactly these latents
-    clean = backbone(tiny_sd, blocks=(9, ), noise='none')
+    clean = backbone(tiny_sd, blocks=(9, ), noise='none', prune=False)
     context = clean.prompt_embeds.expand(2, -1, -1)
     ref = hooked_reference(clean, expected, torch.full((2, ), 100), context)[9]
     with torch.no_grad():
@@ -139,7 +143,7 @@ def test_noise_modes(tiny_sd):
     ens = backbone(tiny_sd, blocks=(9, ), noise='ensemble', ensemble_size=2)
     with torch.no_grad():
         latents = ens.encode(x)
-        draws = [ens._unet_features(ens.schedule.q_sample(latents, 100, hashed_normal(
+        draws = [ens.run_network(ens.schedule.q_sample(latents, 100, hashed_normal(
             latents.shape, 0, draw=d)), torch.full((3, ), 100), (9, ), None)[9]
             for d in range(2)]
         torch.testing.assert_close(ens(x)[0], torch.stack(draws).mean(0), rtol=1e-5,
@@ -255,7 +259,7 @@ def test_stride4_levels(tiny_sd):
 
 
 def test_offline_loading_folder_single_file_and_errors(tiny_sd, tmp_path, no_network):
-    ref = backbone(tiny_sd, blocks=ALL_BLOCKS)
+    ref = backbone(tiny_sd, blocks=ALL_BLOCKS, prune=False)
     x = images(1)
     with torch.no_grad():
         expected = ref(x)
@@ -276,9 +280,9 @@ def test_offline_loading_folder_single_file_and_errors(tiny_sd, tmp_path, no_net
         bb = SDBackbone(pretrained=path, config=config, blocks=ALL_BLOCKS, text=text,
                         timesteps=(100, )).eval()
         for module in ('unet', 'vae'):
-            own = getattr(bb, module).state_dict()
-            for key, value in getattr(ref, module).state_dict().items():
-                assert torch.equal(own[key], value), (path, module, key)
+            expected_state = getattr(ref, module).state_dict()
+            for key, value in getattr(bb, module).state_dict().items():
+                assert torch.equal(expected_state[key], value), (path, module, key)
         torch.testing.assert_close(bb.prompt_embeds.data, ref.prompt_embeds)
         with torch.no_grad():
             for a, b in zip(bb(x), expected):
@@ -326,11 +330,11 @@ def test_fine_tuning_trains_the_used_prefix_only(tiny_sd, with_cp):
     bb = backbone(tiny_sd, blocks=(7, ), frozen=False, with_cp=with_cp, noise='none').train()
     assert bb.unet.training and not bb.vae.training
     frozen = {n for n, p in bb.unet.named_parameters() if not p.requires_grad}
-    assert any(n.startswith('up_blocks.2.') for n in frozen)
-    assert any(n.startswith('up_blocks.1.upsamplers.') for n in frozen)
-    assert any(n.startswith('conv_out.') for n in frozen)
-    assert not any(n.startswith(('up_blocks.1.resnets', 'down_blocks.0', 'conv_in'))
-                   for n in frozen)
+    assert not frozen   # what never runs is not built (later blocks, the upsampler, conv_out)
+    names = {n for n, _ in bb.unet.named_parameters()}
+    assert not any(n.startswith(('up_blocks.2.', 'up_blocks.1.upsamplers.', 'conv_out.'))
+                   for n in names)
+    assert any(n.startswith('up_blocks.1.resnets') for n in names)
     bb(images(1))[0].square().mean().backward()
     assert all(p.grad is not None for p in bb.unet.parameters() if p.requires_grad)
     assert all(p.grad is None for p in bb.vae.parameters())
