@@ -6,6 +6,7 @@ size, module, parameters and the weights a frozen run stopping there keeps.
     python tools/print_blocks.py '{"image_size": 32, "num_channels": 32, "channel_mult": "1,2"}'
     python tools/print_blocks.py sd-1.x              # published SD archs (needs the sd extra)
     python tools/print_blocks.py path/to/diffusers_folder [--size 512]
+    python tools/print_blocks.py adm-256-uncond --taps 19   # the modules a tap can name
 
 The argument is an ADM preset, a JSON dict of guided-diffusion flags, a config file (its
 ``model.backbone``), a local diffusers folder, or ``sd-1.x`` / ``sd-2.x``. Nothing is loaded:
@@ -13,7 +14,7 @@ the backbone is built on the meta device. Strides are input size / feature size.
 """
 import argparse
 
-from mmdiffssl.apis.blocks import backbone_config, block_table_lines
+from mmdiffssl.apis.blocks import backbone_config, block_table_lines, tap_lines
 
 
 def main():
@@ -21,9 +22,16 @@ def main():
     parser.add_argument('arch', help='ADM preset, JSON flags, config file, diffusers folder, '
                         'sd-1.x or sd-2.x')
     parser.add_argument('--size', type=int, help='input side for the feature sizes')
+    parser.add_argument('--taps', metavar='BLOCK',
+                        help="list the tappable modules of this block (number or name)")
     args = parser.parse_args()
     import mmdiffssl  # noqa: F401  (registers the backbones)
-    print('\n'.join(block_table_lines(backbone_config(args.arch), args.size)))
+    cfg = backbone_config(args.arch)
+    if args.taps is not None:
+        block = int(args.taps) if args.taps.isdigit() else args.taps
+        print('\n'.join(tap_lines(cfg, block, args.size)))
+    else:
+        print('\n'.join(block_table_lines(cfg, args.size)))
 
 
 if __name__ == '__main__':

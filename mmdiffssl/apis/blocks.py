@@ -62,29 +62,34 @@ def block_table_lines(cfg, size=None):
     """
     with shapes_only():
         backbone = MODELS.build(dict(cfg, blocks='all', prune=False))
+        kept_always = MODELS.build(dict(cfg, blocks='all'))   # pruned: no output layers
     table = backbone.block_table
-    params = {row.index: 0 for row in table}
-    stem = 0
     starts = [(row.module + '.', row.index) for row in table]
     network = backbone.network_attr + '.'
-    for name, param in backbone.named_parameters():
-        if not name.startswith(network):
-            continue
-        index = next((i for start, i in starts if name.startswith(start)), None)
-        if index is None:
-            stem += param.numel()
-        else:
-            params[index] += param.numel()
+
+    def split(model):
+        per_block, outside = {row.index: 0 for row in table}, 0
+        for name, param in model.named_parameters():
+            if name.startswith(network):
+                index = next((i for start, i in starts if name.startswith(start)), None)
+                if index is None:
+                    outside += param.numel()
+                else:
+                    per_block[index] += param.numel()
+        return per_block, outside
+
+    params, outside = split(backbone)
+    _, stem = split(kept_always)
     bytes_per = 2 if backbone.frozen_dtype == 'bf16' else 4
-    kept, extra = stem, {'title': 'params   frozen run stopping here keeps'}
+    kept, extra = stem, {'title': '      params  frozen run stopping here keeps'}
     for row in table:
         kept += params[row.index]
-        extra[row.index] = f'{params[row.index]:>10,}  {kept * bytes_per / 2**20:>9.1f} MiB'
+        extra[row.index] = f'{params[row.index]:>12,}  {kept * bytes_per / 2**20:>9.1f} MiB'
     size = size or _native_size(backbone)
-    total = stem + sum(params.values())
+    total = outside + sum(params.values())
     lines = [f'{type(backbone).__name__} ({backbone.family}): {len(table)} blocks, '
-             f'{total:,} network parameters ({stem:,} outside the blocks: stem, embeddings; '
-             'the output layers are never kept)']
+             f'{total:,} network parameters ({stem:,} in the stem and embeddings, '
+             f'{outside - stem:,} in the output layers, which a backbone never keeps)']
     return lines + table.format(size, extra)
 
 
@@ -97,3 +102,43 @@ def _native_size(backbone):
         return int(vae.config.sample_size)
     sample = backbone.unet.config.get('sample_size')
     return int(sample if isinstance(sample, int) else 256)
+
+
+def tap_lines(cfg, block, size=None):
+    """Lines listing the tappable modules of one block: path, type, output shape (one image
+    at ``size`` px, from a meta-device run) and the attention parts where it has them.
+
+    Args:
+        cfg (dict): a diffusion backbone config.
+        block (int | str): the block's number or module name.
+        size (int, optional): input side; default the native resolution.
+    """
+    import torch
+
+    from mmdiffssl.models.backbones.taps import tappable
+    with shapes_only():
+        backbone = MODELS.build(dict(cfg, blocks='all', prune=False))
+    row = backbone.block_table.row(block)
+    network = backbone.network
+    paths = tappable(network, row)
+    shapes, handles = {}, []
+    for path in paths:
+        def hook(module, args, out, path=path):
+            out = out[0] if isinstance(out, (tuple, list)) else getattr(out, 'sample', out)
+            shapes[path] = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+        handles.append(network.get_submodule(path).register_forward_hook(hook))
+    size = size or _native_size(backbone)
+    try:
+        backbone.shape_run(size, (row.index, ))
+    finally:
+        for handle in handles:
+            handle.remove()
+    lines = [f'block {row.index} ({row.name}, {row.kind}): tappable modules, output shape of '
+             f'one image at {size}px']
+    for path in paths:
+        module = network.get_submodule(path)
+        parts = ('  + :q :k :v :attn' if backbone._attention_kind(module) == 'self' else
+                 '  + :q :attn' if backbone._attention_kind(module) == 'cross' else '')
+        lines.append(f'  {path:<48} {type(module).__name__:<22} '
+                     f'{str(shapes.get(path, "not run")):<20}{parts}')
+    return lines

@@ -79,18 +79,15 @@ def _scan(dataset):
 
 
 def layout_of(backbone, pool=None, input_size=None):
-    """``[(block, channels, h, w)]`` of a cached row for a built backbone, one per output.
+    """``[(output, channels, h, w)]`` of a cached row for a built backbone, one per output.
 
-    ``h, w`` are ``pool`` when pooling, else ``input_size / stride``; ``block`` is the block
-    number of the output (None for an output that is no block, which families put first:
-    Stable Diffusion's stride-4 level).
+    ``h, w`` are ``pool`` when pooling, else ``input_size / stride``; ``output`` names the
+    output (``backbone.output_names()``: a block number, a tap name, ``'stride4'``).
     """
     if pool is None and input_size is None:
         raise ValueError('a feature cache without pooling needs input_size=(H, W)')
-    shapes = backbone.output_shape()
-    blocks = [None] * (len(shapes) - len(backbone.blocks)) + list(backbone.blocks)
     layout = []
-    for block, spec in zip(blocks, shapes):
+    for block, spec in zip(backbone.output_names(), backbone.output_shape()):
         h, w = (pool, pool) if pool else (input_size[0] // spec.stride,
                                           input_size[1] // spec.stride)
         layout.append((block, spec.channels, h, w))
@@ -297,7 +294,7 @@ class CachedFeatures(torch.nn.Module):
     """Stands in for a frozen backbone when features come from :class:`CachedFeatureDataset`.
 
     Args:
-        layout (list): ``[(block, channels, h, w), ...]`` of the row segments.
+        layout (list): ``[(output, channels, h, w), ...]`` of the row segments.
 
     Shapes: input ``(B, D, 1, 1)``; output a tuple of ``(B, channels, h, w)`` float32
     tensors, one per block, as the backbone would return them (pooled if the cache pools).

@@ -8,6 +8,7 @@ from mmengine.registry import MODELS
 
 from mmdiffssl.models.diffusion import DiffusionSchedule
 from mmdiffssl.models.unets import adm_flags_from, build_adm_unet
+from mmdiffssl.models.unets.adm import AttentionBlock, split_qkv
 from mmdiffssl.utils.checkpoint import load_weights
 from mmdiffssl.utils.weight_init import redraw_parameters_
 
@@ -152,6 +153,20 @@ class ADMBackbone(DiffusionBackbone):
         # A frozen U-Net is reloaded from `checkpoint`: run checkpoints do not store it.
         return ('unet', ) if self.frozen and self.checkpoint is not None else ()
 
+    @property
+    def _input_channels(self):
+        return self.unet.in_channels
+
+    def _attention_kind(self, module):
+        return 'self' if isinstance(module, AttentionBlock) else None
+
+    def _attention_parts(self, module, args, kwargs):
+        x = args[0]
+        n, c, height, width = x.shape
+        q, k, v = split_qkv(module.qkv(module.norm(x.reshape(n, c, height * width))),
+                            module.num_heads, module.new_order)
+        return q, k, v, q.shape[-1] ** -0.5
+
     def _check_input(self, x):
         if x.shape[1] != self.unet.in_channels:
             raise ValueError(f'expected {self.unet.in_channels} input channels, got '
@@ -172,6 +187,9 @@ class ADMBackbone(DiffusionBackbone):
         if cuda_graphs and 'mode' in self.compile_kwargs:
             raise ValueError(f"cuda_graphs=True sets torch.compile mode='reduce-overhead'; "
                              f"drop mode={self.compile_kwargs['mode']!r} from compile")
+        if self.compile_kwargs is not None and self.taps:
+            raise ValueError('taps are read by forward hooks, which a compiled U-Net does not '
+                             'run: use compile=False with taps')
         self.cuda_graphs = bool(cuda_graphs)
         self._compiled_fns = {}
         self._warned_cpu_graphs = False

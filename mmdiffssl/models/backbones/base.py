@@ -43,6 +43,8 @@ from mmengine.model import BaseModule
 
 from mmdiffssl.models.noise import DiffusionNoise
 
+from .taps import resolve_taps, tap_hooks
+
 #: ``dtype`` argument -> autocast dtype (None: no autocast).
 AUTOCAST_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 #: ``frozen_dtype`` argument -> storage dtype of frozen weights.
@@ -293,6 +295,11 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
         blocks (int | str | Sequence[int | str]): blocks to return: numbers, module names,
             ``'pyramid'`` (the last decoder block at each of ``pyramid_strides``) or
             ``'all'`` (:meth:`BlockTable.resolve`); default the family's.
+        taps (str | Sequence[str]): tensors inside blocks returned after the blocks: module
+            paths relative to the network (``'middle_block.2.out_layers.3'``), or an
+            attention layer's ``'<path>:q'``, ``':k'``, ``':v'``, ``':attn'``
+            (:mod:`~mmdiffssl.models.backbones.taps`; ``tools/print_blocks.py --taps BLOCK``
+            lists a block's modules).
         timesteps (int | Sequence[int]): training timesteps in [0, num_steps); integers
             only; default the family's.
         noise (str): 'fresh', 'fixed', 'none' or 'ensemble' (:mod:`mmdiffssl.models.noise`).
@@ -334,6 +341,7 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
 
     def __init__(self,
                  blocks=None,
+                 taps=(),
                  timesteps=None,
                  noise='fixed',
                  noise_seed=0,
@@ -383,12 +391,15 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
             self.default_blocks if blocks is None else blocks, self.pyramid_strides)
         self.timesteps = self.resolve_timesteps(
             self.default_timesteps if timesteps is None else timesteps)
+        self.taps = resolve_taps(taps, self.block_table, self.network, self._attention_kind)
+        self._tap_shapes = None
+        deepest = max(self.blocks + tuple(t.block for t in self.taps))
         if not prune:
             self.run_until = len(self.block_table)
         elif run_until is None:
-            self.run_until = max(self.blocks)
+            self.run_until = deepest
         else:
-            self.run_until = max(max(self.blocks), self.block_table.resolve(run_until)[0])
+            self.run_until = max(deepest, self.block_table.resolve(run_until)[0])
         self.trainable_from = None if trainable_from is None else \
             self.block_table.resolve(trainable_from)[0]
         if self.trainable_from is not None and self.frozen:
@@ -452,6 +463,16 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
         never train: run checkpoints leave them out and loading tolerates their absence."""
         return ()
 
+    def _attention_kind(self, module):
+        """'self' or 'cross' for an attention layer this family splits into q, k, v (taps),
+        None for any other module."""
+        return None
+
+    def _attention_parts(self, module, args, kwargs):
+        """Per-head ``(q, k, v, scale)``, each ``(N, heads, T, d)``, of an attention layer from
+        the inputs of its forward (for attention taps)."""
+        raise self.unsupported('attention taps')
+
     def _always_frozen(self):
         """Parameter-name prefixes that never train, frozen or not (e.g. ``'vae.'``)."""
         return ()
@@ -485,10 +506,54 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
         return ShapeSpec(row.channels, row.stride)
 
     def output_shape(self):
-        """list[ShapeSpec]: channels and stride of each output, in ``blocks`` order."""
+        """list[ShapeSpec]: channels and stride of each output: ``blocks`` in order, then
+        ``taps``."""
         fuse = len(self.timesteps) if self.fuse_timesteps == 'concat' else 1
-        return [ShapeSpec(s.channels * fuse, s.stride)
-                for s in (self.block_shape(b) for b in self.blocks)]
+        shapes = [self.block_shape(b) for b in self.blocks] + self.tap_shapes()
+        return [ShapeSpec(s.channels * fuse, s.stride) for s in shapes]
+
+    def output_names(self):
+        """list: what each output is, in ``output_shape()`` order (block numbers, then tap
+        names)."""
+        return list(self.blocks) + [t.name for t in self.taps]
+
+    def tap_shapes(self):
+        """list[ShapeSpec] of each tap at one timestep, from a shape-only run at the native
+        resolution (computed once)."""
+        if self._tap_shapes is None:
+            self._tap_shapes = self._probe_tap_shapes() if self.taps else []
+        return self._tap_shapes
+
+    def _probe_tap_shapes(self):
+        size = self.native_resolution or 4 * self.size_divisibility
+        size = -(-size // self.size_divisibility) * self.size_divisibility
+        feats = self.shape_run(size, (self.taps[0].block, ), self.taps)
+        return [ShapeSpec(int(feats[tap.name].shape[1]), size // feats[tap.name].shape[-1])
+                for tap in self.taps]
+
+    def shape_run(self, size, blocks, taps=()):
+        """Run one ``size`` x ``size`` image (no noise, t = 0) for the output shapes alone: on
+        the meta device where the weights are meta (:func:`shapes_only`), else under
+        ``FakeTensorMode`` (no memory, no compute). Forward hooks see the shapes too.
+
+        Returns:
+            dict[int | str, Tensor]: as :meth:`intermediates` (flattened timesteps).
+        """
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        param = next(self.parameters(), None)
+        meta = param is not None and param.is_meta
+        mode = contextlib.nullcontext() if meta else FakeTensorMode(allow_non_fake_inputs=True)
+        device = 'meta' if meta else (param.device if param is not None else 'cpu')
+        with mode, torch.no_grad():
+            x = torch.zeros(1, self._input_channels, size, size, device=device)
+            x0 = self.encode(x)
+            t = torch.zeros(1, dtype=torch.long, device=device)
+            return self._run(lambda draw: x0, x, t, tuple(blocks), None, tuple(taps))
+
+    @property
+    def _input_channels(self):
+        """Channels of the backbone input."""
+        return 3
 
     @property
     def out_channels(self):
@@ -513,7 +578,8 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
 
     def feature_key(self):
         """The part of :meth:`cache_key` every family shares (what the forward reads)."""
-        return dict(blocks=list(self.blocks), timesteps=list(self.timesteps),
+        return dict(blocks=list(self.blocks), taps=[t.name for t in self.taps],
+                    timesteps=list(self.timesteps),
                     fuse=self.fuse_timesteps,
                     noise=dict(mode=self.noise.mode, seed=self.noise.seed,
                                draws=self.noise.num_draws),
@@ -579,6 +645,8 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
     def _autocast(self, device_type):
         """Autocast context of ``dtype`` (a disabled one for 'fp32')."""
         autocast_dtype = AUTOCAST_DTYPES[self.dtype]
+        if device_type == 'meta':   # shape-only runs
+            return contextlib.nullcontext()
         return torch.autocast(device_type, dtype=autocast_dtype or torch.float32,
                               enabled=autocast_dtype is not None)
 
@@ -599,40 +667,53 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
                              f'or resize to multiples of {divisor}')
         self._check_input(x)
 
-    def _requested(self, blocks):
-        blocks = self.blocks if blocks is None else self.block_table.resolve(blocks)
-        if max(blocks) > self.run_until:
-            raise ValueError(f'block {max(blocks)} was dropped at construction: this backbone '
+    def _requested(self, blocks, taps):
+        """(blocks, taps) a call asks for: the backbone's own when neither is given, only the
+        given blocks when ``blocks`` is."""
+        if blocks is None and taps is None:
+            return self.blocks, self.taps
+        blocks = () if blocks is None else self.block_table.resolve(blocks)
+        taps = () if taps is None else resolve_taps(taps, self.block_table, self.network,
+                                                      self._attention_kind)
+        deepest = max(tuple(blocks) + tuple(t.block for t in taps), default=0)
+        if not deepest:
+            raise ValueError('request at least one block or tap')
+        if deepest > self.run_until:
+            raise ValueError(f'block {deepest} was dropped at construction: this backbone '
                              f'keeps blocks up to {self.run_until} (set run_until to run '
                              'further)')
-        return blocks
+        return blocks, taps
 
-    def intermediates(self, x, blocks=None, timesteps=None, injections=None, keys=None):
-        """Noise ``x`` at each timestep and return block features, unfused.
+    def intermediates(self, x, blocks=None, timesteps=None, injections=None, keys=None,
+                      taps=None):
+        """Noise ``x`` at each timestep and return block (and tap) features, unfused.
 
         This is the one entry point for everything built on the network (heads, DifFeed,
         RepFusion, the dense pyramid).
 
         Args:
             x (Tensor): ``(B, 3, H, W)`` RGB in [-1, 1].
-            blocks (Sequence[int | str], optional): blocks to return; default ``self.blocks``.
+            blocks (Sequence[int | str], optional): blocks to return; default ``self.blocks``
+                (with ``self.taps``); given alone, only these blocks.
             timesteps (Sequence[int], optional): default ``self.timesteps``.
             injections (Mapping[int, Tensor], optional): tensor added to a block's output
                 before it is passed on or stored as a skip; ``(B, C_b, H_b, W_b)``, or
                 ``(B * len(timesteps), ...)`` with timesteps outermost
                 (``supports_injections`` families only).
             keys (Tensor, optional): ``(B,)`` image keys for 'fixed'/'ensemble' noise.
+            taps (Sequence[str], optional): taps to return (see ``taps``).
 
         Returns:
-            dict[int, Tensor]: block -> ``(len(timesteps), B, C_b, H_b, W_b)``, averaged over
-            noise draws in 'ensemble' mode.
+            dict[int | str, Tensor]: block number or tap name ->
+            ``(len(timesteps), B, C, H', W')``, averaged over noise draws in 'ensemble' mode.
         """
         self._check_image(x)
-        return self._intermediates_of(x, self.encode(x), blocks, timesteps, injections, keys)
+        return self._intermediates_of(x, self.encode(x), blocks, timesteps, injections, keys,
+                                      taps)
 
-    def _intermediates_of(self, x, x0, blocks, timesteps, injections, keys):
+    def _intermediates_of(self, x, x0, blocks, timesteps, injections, keys, taps=None):
         """:meth:`intermediates` of an already encoded ``x0`` (``x`` is the input image)."""
-        blocks = self._requested(blocks)
+        blocks, taps = self._requested(blocks, taps)
         timesteps = self.timesteps if timesteps is None else self.resolve_timesteps(timesteps)
         n_t, batch = len(timesteps), x.shape[0]
         t_batch = torch.tensor(timesteps, device=x.device).repeat_interleave(batch)
@@ -642,23 +723,25 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
 
         def noised(draw):
             return torch.cat([self._q_sample(x0, t, draw, keys) for t in timesteps])
-        feats = self._run(noised, x, t_batch, blocks, injections)
+        feats = self._run(noised, x, t_batch, blocks, injections, taps)
         return {b: f.unflatten(0, (n_t, batch)) for b, f in feats.items()}
 
-    def intermediates_at(self, x, t, blocks=None, injections=None, keys=None):
+    def intermediates_at(self, x, t, blocks=None, injections=None, keys=None, taps=None):
         """Like :meth:`intermediates` with one timestep per image (e.g. a learned policy's).
 
         Args:
             x (Tensor): ``(B, 3, H, W)`` RGB in [-1, 1].
             t (Tensor): ``(B,)`` integer timesteps in [0, num_steps).
-            blocks (Sequence[int | str], optional): blocks to return; default ``self.blocks``.
+            blocks (Sequence[int | str], optional): as :meth:`intermediates`.
             injections (Mapping[int, Tensor], optional): ``(B, C_b, H_b, W_b)`` per block.
             keys (Tensor, optional): ``(B,)`` image keys for 'fixed'/'ensemble' noise.
+            taps (Sequence[str], optional): as :meth:`intermediates`.
 
         Returns:
-            dict[int, Tensor]: block -> ``(B, C_b, H_b, W_b)``, image i noised to ``t[i]``.
+            dict[int | str, Tensor]: block or tap -> ``(B, C, H', W')``, image i noised to
+            ``t[i]``.
         """
-        blocks = self._requested(blocks)
+        blocks, taps = self._requested(blocks, taps)
         self._check_image(x)
         if not torch.is_tensor(t) or t.shape != (x.shape[0], ):
             raise ValueError(f't must be a ({x.shape[0]},) tensor of timesteps, one per image; '
@@ -669,24 +752,34 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
         t = t.to(device=x.device, dtype=torch.long)
         x0 = self.encode(x)
         return self._run(lambda draw: self._q_sample(x0, t, draw, keys), x, t, blocks,
-                         injections)
+                         injections, taps)
 
-    def _run(self, noised, x, t_batch, blocks, injections):
+    def _run(self, noised, x, t_batch, blocks, injections, taps=()):
         """Network features of ``noised(draw)`` at ``t_batch``, averaged over noise draws.
 
         Returns:
-            dict[int, Tensor]: block -> ``(N, C_b, H_b, W_b)`` float32, N = ``len(t_batch)``.
+            dict[int | str, Tensor]: block or tap -> ``(N, C, H', W')`` float32,
+            N = ``len(t_batch)``.
         """
         if injections and not self.supports_injections:
             raise self.unsupported('injections (DifFeed)')
+        run = tuple(sorted(set(blocks) | {tap.block for tap in taps}))
         out = None
         with torch.set_grad_enabled(torch.is_grad_enabled() and self._graph_needed(x, injections)):
             for draw in range(self.noise.num_draws):
-                feats = self.run_network(noised(draw), t_batch, blocks, injections)
-                feats = {b: f.float() for b, f in feats.items()}
-                out = feats if out is None else {b: out[b] + feats[b] for b in blocks}
+                with tap_hooks(self.network, taps, x.shape[-2:], self._attention_parts,
+                               {}) as tapped:
+                    feats = self.run_network(noised(draw), t_batch, run, injections)
+                missing = [t.name for t in taps if t.name not in tapped]
+                if missing:
+                    raise ValueError(f'taps {missing} did not run: {self.family} calls the '
+                                     'layers inside these modules one by one; tap one of '
+                                     'their layers (tools/print_blocks.py --taps BLOCK)')
+                feats = {b: feats[b].float() for b in blocks}
+                feats.update((name, f.float()) for name, f in tapped.items())
+                out = feats if out is None else {k: out[k] + feats[k] for k in out}
         if self.noise.num_draws > 1:
-            out = {b: f / self.noise.num_draws for b, f in out.items()}
+            out = {k: f / self.noise.num_draws for k, f in out.items()}
         return out
 
     def _q_sample(self, x, t, draw, keys):
@@ -702,6 +795,7 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
         return torch.cat(list(feature), dim=1)
 
     def forward(self, x):
-        """``(B, 3, H, W)`` in [-1, 1] -> tuple of fused features, one per block."""
+        """``(B, 3, H, W)`` in [-1, 1] -> tuple of fused features, one per block, then one per
+        tap (``output_names()``)."""
         feats = self.intermediates(x)
-        return tuple(self.fuse(feats[b]) for b in self.blocks)
+        return tuple(self.fuse(feats[k]) for k in self.output_names())

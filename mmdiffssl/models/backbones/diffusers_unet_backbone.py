@@ -12,8 +12,9 @@ import os.path as osp
 
 from mmengine.registry import MODELS
 
-from mmdiffssl.models.unets.diffusers_blocks import (check_supported, describe_blocks,
-                                                     forward_intermediates, prune_after)
+from mmdiffssl.models.unets.diffusers_blocks import (attention_parts, check_supported,
+                                                     describe_blocks, forward_intermediates,
+                                                     prune_after)
 from mmdiffssl.models.unets.diffusers_loading import (DDPM_SCHEDULER,
                                                       component_dir, import_diffusers,
                                                       load_model, read_json, schedule_from_config,
@@ -71,7 +72,18 @@ class DiffusersBackbone(DiffusionBackbone):
         return describe_blocks(self.unet, 'unet', self._stride_factor)
 
     def _prune(self, deepest):
-        prune_after(self.unet, deepest)
+        name = self.block_table.row(deepest).name
+        resampler = (f'{name}.downsamplers', f'{name}.upsamplers')
+        prune_after(self.unet, deepest,
+                    keep_resampler=any(t.module.startswith(resampler) for t in self.taps))
+
+    def _attention_kind(self, module):
+        if not hasattr(module, 'to_q') or not hasattr(module, 'heads'):
+            return None
+        return 'cross' if getattr(module, 'is_cross_attention', False) else 'self'
+
+    def _attention_parts(self, module, args, kwargs):
+        return attention_parts(module, args, kwargs)
 
     def _weights_fingerprint(self, components):
         """The files the weights came from (the components' folders, or the single file)."""
@@ -149,6 +161,10 @@ class DiffusersUNetBackbone(DiffusersBackbone):
 
     def _reloaded_modules(self):
         return ('unet', ) if self.frozen and self.pretrained is not None else ()
+
+    @property
+    def _input_channels(self):
+        return self.unet.config.in_channels
 
     def _check_input(self, x):
         channels = self.unet.config.in_channels

@@ -301,8 +301,12 @@ class SDBackbone(DiffusersBackbone):
             return ShapeSpec(shape.channels + len(self.attention_tokens), shape.stride)
         return shape
 
+    def output_names(self):
+        """``'stride4'`` first where there is such a level, then blocks and taps."""
+        return (['stride4'] if self.stride4 else []) + super().output_names()
+
     def output_shape(self):
-        """list[ShapeSpec]: the stride-4 level (if any), then one per block."""
+        """list[ShapeSpec]: the stride-4 level (if any), then one per block and tap."""
         shapes = super().output_shape()
         if self.stride4 == 'vae':
             shapes.insert(0, ShapeSpec(self._vae_stride4[1], 4))
@@ -366,7 +370,7 @@ class SDBackbone(DiffusersBackbone):
         else:
             latents, level4 = self.encode(x), None
         feats = self._intermediates_of(x, latents, None, None, None, None)
-        outs = [self.fuse(feats[b]) for b in self.blocks]
+        outs = [self.fuse(feats[b]) for b in super().output_names()]
         if self.stride4 == 'upsample':
             finest = [self.block_shape(b).stride for b in self.blocks].index(self._stride_factor)
             level4 = F.interpolate(outs[finest], scale_factor=2, mode='bilinear',

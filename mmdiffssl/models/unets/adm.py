@@ -75,7 +75,7 @@ def _split_scale_shift(emb_out: Tensor) -> tuple[Tensor, Tensor]:
     return scale, shift
 
 
-def _split_qkv(qkv: Tensor, num_heads: int,
+def split_qkv(qkv: Tensor, num_heads: int,
                new_order: bool) -> tuple[Tensor, Tensor, Tensor]:
     """Unpack a ``(N, 3C, T)`` qkv projection into per-head q, k, v.
 
@@ -183,7 +183,7 @@ class AttentionBlock(nn.Module):
         channels: channels ``C``.
         num_heads: number of heads, used when ``num_head_channels == -1``.
         num_head_channels: channels per head; ``-1`` to use ``num_heads``.
-        new_order: qkv channel packing, see :func:`_split_qkv`.
+        new_order: qkv channel packing, see :func:`split_qkv`.
     """
 
     def __init__(self, channels: int, num_heads: int, num_head_channels: int,
@@ -209,7 +209,7 @@ class AttentionBlock(nn.Module):
         """``(N, C, H, W)`` -> ``(N, C, H, W)``."""
         n, c, height, width = x.shape
         flat = x.reshape(n, c, height * width)
-        q, k, v = _split_qkv(self.qkv(self.norm(flat)), self.num_heads,
+        q, k, v = split_qkv(self.qkv(self.norm(flat)), self.num_heads,
                              self.new_order)
         attended = F.scaled_dot_product_attention(q, k, v)  # (N, heads, T, d)
         attended = attended.transpose(-1, -2).reshape(n, c, height * width)
@@ -544,7 +544,7 @@ class ADMUNet(nn.Module):
             raise ValueError('blocks must name at least one block')
         for index in sorted(wanted):
             self._check_index(index, self.out_index, 'block')
-            if index > self.num_kept:
+            if index > self.num_kept and not (index == self.out_index and self.out is not None):
                 raise ValueError(f'block {index} was pruned: blocks 1..{self.num_kept} are '
                                  'kept (prune_after)')
         injections = dict(injections or {})

@@ -114,22 +114,25 @@ def describe_blocks(unet, prefix='unet', stride_factor=1):
     return rows
 
 
-def prune_after(unet, last):
+def prune_after(unet, last, keep_resampler=False):
     """Drop what never runs when the forward stops after block ``last``: later blocks, that
-    block's resampler (the feature is read before it) and the output layers."""
+    block's resampler (the feature is read before it; ``keep_resampler`` keeps it for a tap
+    inside it) and the output layers."""
     from torch import nn
     down = len(unet.down_blocks)
     has_mid = unet.mid_block is not None
     if last <= down:
         unet.down_blocks = unet.down_blocks[:last]
-        unet.down_blocks[-1].downsamplers = None
+        if not keep_resampler:
+            unet.down_blocks[-1].downsamplers = None
         unet.mid_block = None
         unet.up_blocks = nn.ModuleList()
     elif has_mid and last == down + 1:
         unet.up_blocks = nn.ModuleList()
     else:
         unet.up_blocks = unet.up_blocks[:last - down - has_mid]
-        unet.up_blocks[-1].upsamplers = None
+        if not keep_resampler:
+            unet.up_blocks[-1].upsamplers = None
     unet.conv_norm_out = None
     unet.conv_out = None
 
@@ -141,26 +144,42 @@ def cross_attention_layers(block):
             if getattr(m, 'is_cross_attention', False) and hasattr(m, 'to_q')]
 
 
+def attention_parts(module, args, kwargs):
+    """Per-head ``(q, k, v, scale)`` of a diffusers ``Attention`` layer from the inputs of its
+    forward, as its SDPA processor computes them (spatial inputs flattened, group norm,
+    projections, ``norm_cross``, ``norm_q``/``norm_k``); each ``(N, heads, T, d)``."""
+    hidden = args[0] if args else kwargs['hidden_states']
+    context = kwargs.get('encoder_hidden_states')
+    if context is None and len(args) > 1:
+        context = args[1]
+    if hidden.dim() == 4:
+        hidden = hidden.flatten(2).transpose(1, 2)
+    if module.group_norm is not None:
+        hidden = module.group_norm(hidden.transpose(1, 2)).transpose(1, 2)
+    if context is None:
+        context = hidden
+    elif module.norm_cross:
+        context = module.norm_encoder_hidden_states(context)
+    heads = module.heads
+
+    def split(x):
+        return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+    query, key, value = (split(module.to_q(hidden)), split(module.to_k(context)),
+                         split(module.to_v(context)))
+    if module.norm_q is not None:
+        query = module.norm_q(query)
+    if module.norm_k is not None:
+        key = module.norm_k(key)
+    return query, key, value, module.scale
+
+
 @contextlib.contextmanager
 def capture_cross_attention(block, store):
     """Append each cross-attention layer's head-averaged attention probabilities
     ``(N, HW, T)`` (fp32) to ``store`` while the block runs."""
     def hook(module, args, kwargs):
-        hidden = args[0] if args else kwargs['hidden_states']
-        context = kwargs.get('encoder_hidden_states')
-        if context is None and len(args) > 1:
-            context = args[1]
-        if module.norm_cross:
-            context = module.norm_encoder_hidden_states(context)
-        query, key = module.to_q(hidden), module.to_k(context)
-        heads = module.heads
-        query = query.unflatten(-1, (heads, -1)).transpose(1, 2)
-        key = key.unflatten(-1, (heads, -1)).transpose(1, 2)
-        if module.norm_q is not None:
-            query = module.norm_q(query)
-        if module.norm_k is not None:
-            key = module.norm_k(key)
-        scores = query.float() @ key.float().transpose(-1, -2) * module.scale
+        query, key, _, scale = attention_parts(module, args, kwargs)
+        scores = query.float() @ key.float().transpose(-1, -2) * scale
         store.append(scores.softmax(-1).mean(1))
 
     handles = [m.register_forward_pre_hook(hook, with_kwargs=True)
