@@ -114,8 +114,10 @@ class GroupNorm32(nn.GroupNorm):
         super().__init__(32, channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``(N, C, *)`` -> ``(N, C, *)``."""
-        return super().forward(x.float()).type(x.dtype)
+        """``(N, C, *)`` -> ``(N, C, *)``; the affine parameters are used in float32 too
+        (they may be stored in bf16: ``frozen_dtype``)."""
+        return F.group_norm(x.float(), self.num_groups, self.weight.float(),
+                            self.bias.float(), self.eps).type(x.dtype)
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:

@@ -311,3 +311,20 @@ def test_print_blocks_and_pca(family):
         assert any(f' {row.name} ' in line for line in lines), row.name
     grid = feature_pca_grid(bb, images(size), (1, 2), (10, 30))
     assert grid.shape == (2 * size, 5 * size, 3) and grid.dtype == np.uint8
+
+
+def test_frozen_bf16_weights_halve_the_bytes(family):
+    cfg, size = family
+    fp32 = build(cfg, blocks=(3, ), timesteps=(10, ), dtype='bf16')
+    bf16 = build(cfg, blocks=(3, ), timesteps=(10, ), dtype='bf16', frozen_dtype='bf16')
+
+    def network_bytes(bb):
+        return sum(p.numel() * p.element_size() for n, p in bb.named_parameters()
+                   if n.startswith('unet.'))
+    assert network_bytes(bf16) * 2 == network_bytes(fp32)
+    x = images(size)
+    with torch.no_grad():
+        a, b = fp32(x)[0].flatten(1), bf16(x)[0].flatten(1)
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.99
+    with pytest.raises(ValueError, match="frozen_dtype='bf16' needs frozen=True and dtype='bf16'"):
+        build(cfg, blocks=(3, ), frozen_dtype='bf16')
