@@ -199,9 +199,15 @@ class CachedFeatureDataset(Dataset):
         data_path = osp.join(self.cache_dir, 'features.npy')
         if not osp.isfile(meta_path) or not osp.isfile(data_path):
             return 'no complete cache'
-        with open(meta_path) as f:
-            meta = json.load(f)
-        if meta.get('key') != self.key:
+        try:
+            with open(meta_path, 'rb') as f:
+                meta = json.loads(f.read().decode('utf-8'))
+        except (ValueError, UnicodeDecodeError) as err:   # JSONDecodeError is a ValueError
+            return f'meta.json is not valid JSON ({type(err).__name__}: {err}; corrupted?)'
+        fields = ('key', 'file_size', 'checksum')
+        if not isinstance(meta, dict) or any(name not in meta for name in fields):
+            return f'meta.json lacks the fields {list(fields)} (corrupted?)'
+        if meta['key'] != self.key:
             return 'key fields differ from meta.json'
         if osp.getsize(data_path) != meta['file_size']:
             return (f'features.npy has {osp.getsize(data_path)} bytes, '
