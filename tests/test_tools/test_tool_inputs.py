@@ -1,0 +1,78 @@
+"""Bad inputs to the tools are named in their errors: image files, class labels, --arch."""
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFile
+
+from conftest import ROOT
+from mmdiffssl.apis import build_backbone
+
+TINY = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult='1,2,2',
+            attention_resolutions='16,8', num_head_channels=16, learn_sigma=False)
+
+
+def run(args):
+    """Run a tool; return (exit code, stdout + stderr)."""
+    env = dict(__import__('os').environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable] + args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=600)
+    return proc.returncode, proc.stdout
+
+
+@pytest.fixture(scope='module')
+def tiny_ckpt(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp('unet') / 'unet.pt')
+    torch.save(build_backbone(TINY, blocks=(9, ), random_init='redraw').unet.state_dict(), path)
+    return path
+
+
+def jpeg_folder(root, count=3):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        paths.append(osp.join(root, f'{i}.jpg'))
+        Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)).save(paths[-1],
+                                                                                quality=90)
+    return paths
+
+
+def cut(path, keep):
+    data = open(path, 'rb').read()
+    with open(path, 'wb') as f:
+        f.write(data[:keep if isinstance(keep, int) else int(len(data) * keep)])
+
+
+@pytest.mark.parametrize('keep', [0.6, 100])   # a cut body; a cut header
+def test_extract_features_names_a_truncated_jpeg(tmp_path, tiny_ckpt, keep):
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    paths = jpeg_folder(str(folder))
+    cut(paths[1], keep)
+    out = tmp_path / 'out'
+    code, log = run(['tools/extract_features.py', str(folder), str(out), '--arch',
+                     json.dumps(TINY), '--blocks', '9', '--timesteps', '100', '--size', '32',
+                     '--batch-size', '2', '--checkpoint', tiny_ckpt])
+    assert code != 0
+    last = log.strip().splitlines()[-1]
+    assert paths[1] in last and 'nothing written' in last, log[-3000:]
+    assert not out.exists()
+
+
+def test_truncated_image_fails_even_when_pil_is_told_to_pad(tmp_path, tiny_ckpt, monkeypatch):
+    """Another library may switch PIL's LOAD_TRUNCATED_IMAGES on (PIL then pads the missing
+    rows with grey): extraction still refuses the file."""
+    from mmdiffssl.apis.extraction import extract_folder
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    paths = jpeg_folder(str(folder), count=2)
+    cut(paths[0], 0.6)
+    monkeypatch.setattr(ImageFile, 'LOAD_TRUNCATED_IMAGES', True)
+    backbone = build_backbone(TINY, blocks=(9, ), timesteps=(100, ), checkpoint=tiny_ckpt)
+    with pytest.raises(OSError, match=f"cannot read image '{paths[0]}'"):
+        extract_folder(backbone, str(folder), str(tmp_path / 'out'), size=32)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES   # the caller's setting is left as it was
