@@ -76,3 +76,42 @@ def test_truncated_image_fails_even_when_pil_is_told_to_pad(tmp_path, tiny_ckpt,
     with pytest.raises(OSError, match=f"cannot read image '{paths[0]}'"):
         extract_folder(backbone, str(folder), str(tmp_path / 'out'), size=32)
     assert ImageFile.LOAD_TRUNCATED_IMAGES   # the caller's setting is left as it was
+
+
+@pytest.fixture(scope='module')
+def cond_ckpt(tmp_path_factory):
+    from mmdiffssl.models.unets import build_adm_unet
+    path = str(tmp_path_factory.mktemp('cond') / 'cond.pt')
+    torch.save(build_adm_unet(dict(TINY, class_cond=True)).state_dict(), path)
+    return path
+
+
+def sample(arch, checkpoint, out, *extra):
+    return run(['tools/sample.py', json.dumps(arch), checkpoint, str(out),
+                '--checkpoint-prefix', '', '--num', '1', '--method', 'ddim', '--steps', '2',
+                *extra])
+
+
+@pytest.mark.parametrize('label', ['1000', '-1'])
+def test_sample_class_label_outside_the_arch_classes(tmp_path, cond_ckpt, label):
+    code, log = sample(dict(TINY, class_cond=True), cond_ckpt, tmp_path / 's.png',
+                       '--class-label', label)
+    assert code == 2, log[-2000:]
+    assert f'--class-label {label} is outside [0, 1000)' in log, log[-2000:]
+    assert not (tmp_path / 's.png').exists()
+
+
+def test_sample_class_label_on_an_unconditional_arch(tmp_path, tiny_ckpt):
+    code, log = sample(TINY, tiny_ckpt, tmp_path / 's.png', '--class-label', '3')
+    assert code == 2, log[-2000:]
+    assert '--class-label 3 was given, but this arch is not class-conditional' in log
+    assert not (tmp_path / 's.png').exists()
+
+
+def test_sample_valid_class_labels(tmp_path, cond_ckpt):
+    code, log = sample(dict(TINY, class_cond=True), cond_ckpt, tmp_path / 's.png')
+    assert code == 2 and 'pass --class-label in [0, 1000)' in log, log[-2000:]
+    code, log = sample(dict(TINY, class_cond=True), cond_ckpt, tmp_path / 's.png',
+                       '--class-label', '999')
+    assert code == 0, log[-2000:]
+    assert Image.open(tmp_path / 's.png').size == (32, 32)
