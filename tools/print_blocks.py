@@ -36,7 +36,7 @@ def main():
     args = parser.parse_args()
     if args.arch in ('sd-1.x', 'sd-2.x'):
         return print_sd_blocks(args.arch)
-    flags = adm_flags_from(arch_from_argument(args.arch))
+    flags = adm_flags_from(arch_from_argument(args.arch, argument='arch'))
     with torch.device('meta'):  # shapes only: no memory, no init time
         unet = build_adm_unet(flags)
     size = flags['image_size']

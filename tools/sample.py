@@ -26,7 +26,7 @@ def arch_of(value):
         from mmengine.config import Config
         model = Config.fromfile(value).model
         return model['arch'] if 'arch' in model else model['backbone']['arch']
-    return arch_from_argument(value)
+    return arch_from_argument(value, argument='arch (first argument)')
 
 
 def main():

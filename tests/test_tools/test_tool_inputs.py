@@ -115,3 +115,49 @@ def test_sample_valid_class_labels(tmp_path, cond_ckpt):
                        '--class-label', '999')
     assert code == 0, log[-2000:]
     assert Image.open(tmp_path / 's.png').size == (32, 32)
+
+
+BAD_JSON = '{"image_size": 32, num_channels: 32}'
+
+
+@pytest.mark.parametrize('tool', [
+    ['tools/extract_features.py', 'IMAGES', 'OUT', '--arch', BAD_JSON],
+    ['tools/analysis/visualize_features.py', 'IMAGES', 'OUT.png', '--arch', BAD_JSON,
+     '--blocks', '9', '--timesteps', '100'],
+    ['tools/benchmark.py', '--arch', BAD_JSON, '--no-reference']])
+def test_bad_arch_json_names_the_argument(tmp_path, tool):
+    code, log = run([str(tmp_path / a) if a.isupper() else a for a in tool])
+    last = log.strip().splitlines()[-1]
+    assert code != 0
+    assert f"--arch {BAD_JSON!r} is not valid JSON" in last, log[-2000:]
+    assert 'JSON dict of guided-diffusion flags' in last and 'adm-256-uncond' in last
+
+
+def test_print_blocks_bad_arch_names_the_argument():
+    code, log = run(['tools/print_blocks.py', BAD_JSON])
+    assert code != 0 and f"arch {BAD_JSON!r} is not valid JSON" in log.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize('value,says', [
+    (BAD_JSON, 'is not valid JSON'), ('{"image_size": 32', 'is not valid JSON'),
+    ('adm-256', 'is neither a preset'), ('["adm-256-uncond"]', 'is neither a preset'),
+    ('{"num_chanels": 32}', "unknown guided-diffusion flag(s) ['num_chanels']"),
+    ('{"preset": "adm-255"}', "unknown ADM preset 'adm-255'")])
+def test_arch_from_argument_errors(value, says):
+    from mmdiffssl.apis.features import arch_from_argument
+    with pytest.raises(ValueError) as excinfo:
+        arch_from_argument(value)
+    message = str(excinfo.value)
+    assert message.startswith(f'--arch {value!r}') and says in message, message
+    # and what is allowed: the presets, or the accepted flags
+    assert 'adm-256-uncond' in message or 'accepted flags: preset, image_size' in message
+
+
+def test_arch_from_argument_accepts_presets_json_and_configs():
+    from mmdiffssl.apis.features import arch_from_argument
+    assert arch_from_argument('adm-256-uncond') == 'adm-256-uncond'
+    assert arch_from_argument(json.dumps(TINY)) == TINY
+    assert arch_from_argument('{"preset": "adm-64-cond", "num_channels": 64}') == dict(
+        preset='adm-64-cond', num_channels=64)
+    config = osp.join(ROOT, 'configs/diffssl/linear_adm-tiny_1xb16-4e_folder-32px.py')
+    assert arch_from_argument(config)['image_size'] == 32
