@@ -96,7 +96,11 @@ def main(argv=None):
     args = parse_args(argv)
     sd = args.backbone == 'sd'
     arch = args.arch or ('sd-1.x' if sd else 'adm-256-uncond')
-    arch = json.loads(arch) if arch.lstrip().startswith('{') else arch
+    if arch.lstrip().startswith('{'):
+        from mmdiffssl.apis.features import json_dict_argument
+        arch = json_dict_argument(arch, '--arch', (
+            'give a JSON dict of guided-diffusion flags (adm) or {"unet": {...}, "vae": {...}} '
+            f'(sd), or a preset: {", ".join(SD_ARCHS if sd else ADM_PRESETS)}'))
     command = ' '.join(shlex.quote(a) for a in ['python', 'tools/benchmark.py'] +
                        list(sys.argv[1:] if argv is None else argv))
     common = dict(arch=arch, blocks=args.blocks or ('pyramid' if sd else (24, )),

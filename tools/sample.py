@@ -26,7 +26,7 @@ def arch_of(value):
         from mmengine.config import Config
         model = Config.fromfile(value).model
         return model['arch'] if 'arch' in model else model['backbone']['arch']
-    return arch_from_argument(value)
+    return arch_from_argument(value, argument='arch (first argument)')
 
 
 def main():
@@ -46,6 +46,16 @@ def main():
     args = parser.parse_args()
     flags = adm_flags_from(arch_of(args.arch))
     unet = build_adm_unet(flags)
+    if unet.num_classes is None:
+        if args.class_label is not None:
+            parser.error(f'--class-label {args.class_label} was given, but this arch is not '
+                         'class-conditional (class_cond=False): drop --class-label')
+    elif args.class_label is None:
+        parser.error(f'this arch is class-conditional ({unet.num_classes} classes): pass '
+                     f'--class-label in [0, {unet.num_classes})')
+    elif not 0 <= args.class_label < unet.num_classes:
+        parser.error(f'--class-label {args.class_label} is outside [0, {unet.num_classes}), '
+                     f'the classes of this arch')
     load_weights(unet, args.checkpoint, prefix=args.checkpoint_prefix or None)
     unet.to(args.device).eval()
     sampler = DiffusionSampler(unet, DDPMObjective(
@@ -54,9 +64,7 @@ def main():
     gen = torch.Generator().manual_seed(args.seed)
     noise = torch.randn(args.num, 3, size, size, generator=gen).to(args.device)
     y = None
-    if flags['class_cond']:
-        if args.class_label is None:
-            parser.error('this arch is class-conditional: pass --class-label')
+    if unet.num_classes is not None:
         y = torch.full((args.num, ), args.class_label, device=args.device)
     if args.method == 'ddim':
         samples = sampler.ddim(noise, y=y, generator=gen, steps=args.steps)

@@ -5,7 +5,7 @@ import os.path as osp
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageFile
 from tqdm import tqdm
 
 from .features import extract_features
@@ -24,9 +24,35 @@ def list_images(image_dir):
     return paths
 
 
+class ImageReadError(OSError):
+    """An image file that cannot be decoded; the message names it."""
+
+
+def read_rgb(path):
+    """The whole image decoded to RGB, or ImageReadError naming the file.
+
+    Truncated files fail even where another library switched PIL's
+    ``ImageFile.LOAD_TRUNCATED_IMAGES`` on (it would pad the missing rows with grey).
+    """
+    strict = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with Image.open(path) as img:
+            return img.convert('RGB')   # decodes every byte: a truncated file fails here
+    except Exception as err:   # PIL raises OSError, SyntaxError, ValueError, ...
+        raise ImageReadError(f"cannot read image '{path}' ({type(err).__name__}: {err})") \
+            from err
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = strict
+
+
 def load_image(path, size):
-    """RGB uint8 ``(3, size, size)``: shorter side resized to ``size``, centre crop."""
-    img = Image.open(path).convert('RGB')
+    """RGB uint8 ``(3, size, size)``: shorter side resized to ``size``, centre crop.
+
+    Raises:
+        ImageReadError: the file cannot be decoded (truncated, not an image); names it.
+    """
+    img = read_rgb(path)
     scale = size / min(img.size)
     img = img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))),
                      Image.BICUBIC)
@@ -41,6 +67,9 @@ def extract_folder(backbone, image_dir, out_dir, size=256, batch_size=16, pool=N
     Image ``i`` (in sorted path order) uses noise key ``i`` in 'fixed' mode, so a row's
     features do not depend on the batch it was computed in.
 
+    An image that cannot be decoded (e.g. a truncated JPEG) stops the extraction before
+    anything is written, with an :class:`ImageReadError` naming the file.
+
     Returns:
         list[str]: the files written.
     """
@@ -51,7 +80,12 @@ def extract_folder(backbone, image_dir, out_dir, size=256, batch_size=16, pool=N
     chunks = {b: [] for b in backbone.blocks}
     for start in tqdm(range(0, len(paths), batch_size), desc='extracting', unit='batch'):
         batch_paths = paths[start:start + batch_size]
-        images = torch.stack([load_image(p, size) for p in batch_paths]).to(device)
+        try:
+            images = torch.stack([load_image(p, size) for p in batch_paths]).to(device)
+        except ImageReadError as err:
+            raise ImageReadError(f'{err}; extraction of {len(paths)} images under '
+                                 f"'{image_dir}' stopped, nothing written to '{out_dir}': "
+                                 'fix or remove that file') from None
         keys = torch.arange(start, start + len(batch_paths), device=device)
         for block, feat in extract_features(backbone, images, keys=keys).items():
             if pool:

@@ -91,7 +91,8 @@ def apply_feature_cache(cfg):
             loader.dataset = dict(
                 type='CachedFeatureDataset', dataset=loader.dataset, backbone=backbone,
                 data_preprocessor=preprocessor, cache_root=cache['root'], pool=pool,
-                input_size=input_size, batch_size=cache.get('batch_size', 64))
+                input_size=input_size, batch_size=cache.get('batch_size', 64),
+                image_key=cache.get('image_key', 'stat'))
             loader.collate_fn = dict(type='default_collate')
             loader.num_workers = num_workers
             if not num_workers:  # DataLoader refuses these options without workers

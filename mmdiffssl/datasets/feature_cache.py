@@ -10,9 +10,11 @@ backbone's ``cache_key()`` (for every family: the weights' file fingerprint, the
 blocks, timesteps, fusion, noise mode, seed and ensemble size, the schedule, dtype and what
 else the family's features depend on), the pooling, the data preprocessor,
 the dataset (type, root, annotation file, split, subset) with its pipeline, and the ids of the
-images in order. A changed field gives another folder (a new fill); a truncated file or a
-flipped byte fails the size or checksum check and the cache is refilled, with a log line
-saying why. Nothing is reused silently.
+images in order with what identifies each image beyond its path (``image_key``: the file's
+size and ``mtime_ns`` by default, or a hash of its bytes; in-memory images are hashed). A
+changed field gives another folder (a new fill); a truncated file or a flipped byte fails the
+size or checksum check and the cache is refilled, with a log line saying why. Nothing is
+reused silently.
 
 Filling is sharded across ranks: rank r computes rows r, r + world, ... into the shared
 memory-mapped file; rank 0 then checksums it.
@@ -45,6 +47,11 @@ from mmdiffssl.models.backbones.base import (DiffusionBackbone, file_checksum, j
 CACHE_NOISE_MODES = ('fixed', 'none', 'ensemble')
 
 
+#: How :class:`CachedFeatureDataset` tells an image file from another at the same path.
+IMAGE_KEYS = ('stat', 'content', 'path')
+_IMAGE_FILE_KEYS = ('img_path', 'filename')
+
+
 def sample_id(dataset, index, info=None):
     """A stable id of sample ``index``: its image path when it has one, else its index.
 
@@ -57,16 +64,60 @@ def sample_id(dataset, index, info=None):
     return f'index:{index}'
 
 
-def _scan(dataset):
+def image_identity(info, image_key='stat', index=None):
+    """What identifies a sample's image beyond its path, for the cache key.
+
+    ``'stat'``: the image file's size and ``st_mtime_ns`` (an image regenerated at the same
+    path changes them); ``'content'``: a blake2b hash of the file's bytes (reads every image
+    once per key computation); ``'path'``: nothing (the path alone: images regenerated at the
+    same path reuse the old features). An image held in memory (``info['img']``, e.g.
+    mmpretrain's MNIST readers) is hashed in every mode but ``'path'``.
+
+    Returns:
+        str: '' when there is nothing beyond the path to identify.
+
+    Raises:
+        ValueError: unknown ``image_key``; FileNotFoundError: the image file cannot be
+            stat'ed (the message names it and the sample).
+    """
+    if image_key not in IMAGE_KEYS:
+        raise ValueError(f"feature_cache image_key={image_key!r} is not one of {IMAGE_KEYS}")
+    if image_key == 'path':
+        return ''
+    path = next((info[k] for k in _IMAGE_FILE_KEYS if isinstance(info.get(k), str)), None)
+    if path is not None:
+        try:
+            if image_key == 'content':
+                return 'blake2b:' + file_checksum(path)
+            stat = os.stat(path)
+        except OSError as err:
+            raise FileNotFoundError(
+                f"feature cache: cannot read image '{path}' of sample {index} to identify it "
+                f"(image_key={image_key!r}): {err}. For images not on a local file system, "
+                "image_key='path' keys them by path alone") from err
+        return f'size:{stat.st_size}:mtime_ns:{stat.st_mtime_ns}'
+    img = info.get('img')
+    if isinstance(img, (np.ndarray, torch.Tensor)):
+        array = np.ascontiguousarray(img.numpy() if torch.is_tensor(img) else img)
+        digest = hashlib.blake2b(array.tobytes(), digest_size=16)
+        digest.update(f'{array.dtype}{array.shape}'.encode())
+        return 'array:' + digest.hexdigest()
+    return ''
+
+
+def _scan(dataset, image_key='stat'):
     """One pass over the data infos: every sample's id and its class label.
 
-    Returns ``(ids, labels)``; ``labels`` is an int64 array, or None when some sample has no
-    ``gt_label`` (then items carry no label, as the online pipeline would pack none).
+    Returns ``(ids, labels)``: ``ids`` are the sample ids (:func:`sample_id`) with the image
+    identities (:func:`image_identity`) appended; ``labels`` is an int64 array, or None when
+    some sample has no ``gt_label`` (then items carry no label, as the online pipeline would
+    pack none).
     """
     ids, labels = [], []
     for index in range(len(dataset)):
         info = dataset.get_data_info(index)
-        ids.append(sample_id(dataset, index, info))
+        identity = image_identity(info, image_key, index)
+        ids.append(sample_id(dataset, index, info) + (f'\t{identity}' if identity else ''))
         label = info.get('gt_label')
         if label is None:
             labels = None
@@ -118,6 +169,9 @@ class CachedFeatureDataset(Dataset):
         batch_size (int): images per backbone forward while filling.
         device (str, optional): where the backbone runs while filling (default: cuda if
             available).
+        image_key (str): how the key tells images apart beyond their paths: ``'stat'``
+            (default: each file's size and ``mtime_ns``), ``'content'`` (a hash of each
+            file's bytes) or ``'path'`` (paths alone); see :func:`image_identity`.
 
     Each item: ``dict(inputs=Tensor(D, 1, 1) fp16, data_samples=DataSample)``, the row of
     all blocks' (pooled) features, flattened and concatenated; :class:`CachedFeatures`
@@ -126,8 +180,12 @@ class CachedFeatureDataset(Dataset):
     """
 
     def __init__(self, dataset, backbone, data_preprocessor, cache_root, pool=None,
-                 input_size=None, batch_size=32, device=None):
+                 input_size=None, batch_size=32, device=None, image_key='stat'):
         super().__init__()
+        if image_key not in IMAGE_KEYS:
+            raise ValueError(f"feature_cache image_key={image_key!r} is not one of "
+                             f'{IMAGE_KEYS}')
+        self.image_key = image_key
         self.dataset = DATASETS.build(dataset)
         self.backbone_cfg = backbone
         self.preprocessor_cfg = data_preprocessor
@@ -145,7 +203,7 @@ class CachedFeatureDataset(Dataset):
             raise ValueError(f"noise='{backbone_module.noise.mode}' cannot be cached (each pass "
                              f'draws new noise); use one of {CACHE_NOISE_MODES}')
         self.layout = layout_of(backbone_module, pool, input_size)
-        ids, self.labels = _scan(self.dataset)
+        ids, self.labels = _scan(self.dataset, image_key)
         self.key = self._key(backbone_module, dataset, ids)
         self.cache_dir = osp.join(cache_root, key_hash(self.key))
         self.features = self._open_or_fill(backbone_module)
@@ -171,9 +229,15 @@ class CachedFeatureDataset(Dataset):
         data_path = osp.join(self.cache_dir, 'features.npy')
         if not osp.isfile(meta_path) or not osp.isfile(data_path):
             return 'no complete cache'
-        with open(meta_path) as f:
-            meta = json.load(f)
-        if meta.get('key') != self.key:
+        try:
+            with open(meta_path, 'rb') as f:
+                meta = json.loads(f.read().decode('utf-8'))
+        except (ValueError, UnicodeDecodeError) as err:   # JSONDecodeError is a ValueError
+            return f'meta.json is not valid JSON ({type(err).__name__}: {err}; corrupted?)'
+        fields = ('key', 'file_size', 'checksum')
+        if not isinstance(meta, dict) or any(name not in meta for name in fields):
+            return f'meta.json lacks the fields {list(fields)} (corrupted?)'
+        if meta['key'] != self.key:
             return 'key fields differ from meta.json'
         if osp.getsize(data_path) != meta['file_size']:
             return (f'features.npy has {osp.getsize(data_path)} bytes, '

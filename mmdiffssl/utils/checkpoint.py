@@ -1,5 +1,9 @@
 """Safe loading of U-Net weights from ``.pt``, ``.pth`` and ``.safetensors`` files."""
+import json
 import os.path as osp
+import pickle
+import re
+import zipfile
 from collections.abc import Mapping
 
 import torch
@@ -8,28 +12,157 @@ import torch
 _STATE_DICT_KEYS = ('state_dict', 'model', 'module')
 
 
+class CheckpointReadError(ValueError):
+    """A weights file that cannot be read; the message names the file and the format tried."""
+
+
+#: The formats :func:`detect_checkpoint_format` tells apart, with their names in messages.
+CHECKPOINT_FORMATS = {
+    'safetensors': 'safetensors',
+    'torch-zip': "torch.save's zip format",
+    'torch-pickle': "torch.save's legacy pickle format",
+}
+
+
+def detect_checkpoint_format(path):
+    """Which loader a weights file needs, from its first bytes (the extension is ignored).
+
+    safetensors: an 8-byte little-endian header length, then the JSON header (``{``).
+    torch zip (torch >= 1.6): a zip local-file header ``PK\\x03\\x04``. torch legacy: a
+    pickle protocol 2-5 opcode ``\\x80``.
+
+    Returns:
+        str: a key of :data:`CHECKPOINT_FORMATS`.
+
+    Raises:
+        CheckpointReadError: the file is empty or matches none of them.
+    """
+    with open(path, 'rb') as f:
+        head = f.read(16)
+    if len(head) < 9:
+        raise CheckpointReadError(f"'{path}' has {len(head)} bytes: too short for any "
+                                  'checkpoint format (safetensors, torch.save zip or pickle); '
+                                  'empty or truncated file?')
+    if head[8:9] == b'{':
+        return 'safetensors'
+    if head.startswith((b'PK\x03\x04', b'PK\x05\x06')):
+        return 'torch-zip'
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return 'torch-pickle'
+    raise CheckpointReadError(
+        f"'{path}' is not a checkpoint file: its first bytes {head!r} match neither "
+        'safetensors (an 8-byte little-endian header length, then a JSON header) nor '
+        "torch.save's zip or pickle format")
+
+
+def _read_safetensors(path, map_location):
+    """Read a safetensors file, checking its header against the file size first."""
+    what = f"cannot read '{path}' as safetensors (detected from its first bytes)"
+    size = osp.getsize(path)
+    with open(path, 'rb') as f:
+        header_len = int.from_bytes(f.read(8), 'little')
+        if 8 + header_len > size:
+            raise CheckpointReadError(
+                f'{what}: the header length field says {header_len} bytes but only '
+                f'{size - 8} follow it (truncated file?)')
+        try:
+            header = json.loads(f.read(header_len))
+            end = max((entry['data_offsets'][1] for name, entry in header.items()
+                       if name != '__metadata__'), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+            raise CheckpointReadError(f'{what}: its JSON header is malformed '
+                                      f'({type(err).__name__}: {err})') from None
+    if 8 + header_len + end > size:
+        raise CheckpointReadError(
+            f'{what}: the header describes {end} bytes of tensor data but the file holds '
+            f'{size - 8 - header_len} (truncated file?)')
+    from safetensors.torch import load_file
+    try:
+        return load_file(path, device=str(map_location))
+    except Exception as err:   # safetensors raises its own SafetensorError
+        raise CheckpointReadError(f'{what}: {type(err).__name__}: {err}') from None
+
+
+def _safe_reason(err):
+    """``err``'s message without torch's advice to switch safe loading off."""
+    text = str(err)
+    unpickler = re.search(r'WeightsUnpickler error: ([^\n]*?)(?:\. Please|\n|$)', text)
+    if unpickler:
+        text = unpickler.group(1)
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and 'weights_only' not in line]
+    return f"{type(err).__name__}: {' '.join(lines) or 'no message'}"
+
+
+def _read_torch(path, fmt, map_location):
+    """``torch.load(weights_only=True)``, with errors that name the file and the format."""
+    what = f"cannot read '{path}' as {CHECKPOINT_FORMATS[fmt]} (detected from its first bytes)"
+    if fmt == 'torch-zip':
+        try:   # the central directory sits at the end: a truncated file has none
+            with zipfile.ZipFile(path):
+                pass
+        except (zipfile.BadZipFile, OSError) as err:
+            raise CheckpointReadError(f'{what}: the zip archive is damaged or truncated '
+                                      f'({type(err).__name__}: {err})') from None
+    try:
+        # a file object, not the path: torch.load would pick safetensors by a
+        # '.safetensors' extension
+        with open(path, 'rb') as f:
+            return torch.load(f, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointReadError(
+            f'{what} with safe loading (no arbitrary unpickling): {_safe_reason(err)}. '
+            'Store the weights as a plain state dict of tensors (torch.save(model.state_dict(), '
+            '...)) or as a .safetensors file') from None
+    except Exception as err:
+        raise CheckpointReadError(f'{what}: {_safe_reason(err)} (truncated or corrupted '
+                                  'file?)') from None
+
+
+def read_checkpoint_file(path, map_location='cpu'):
+    """The object stored in a weights file, read safely with the loader its content needs.
+
+    The format comes from the first bytes (:func:`detect_checkpoint_format`), not the
+    extension: a safetensors file named ``.pt`` loads as safetensors, and a ``torch.save``
+    file named ``.safetensors`` loads with ``torch.load(weights_only=True)``.
+
+    Returns:
+        dict[str, Tensor] for safetensors; whatever ``torch.save`` stored otherwise.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointReadError: unknown format, truncated or corrupted file, or objects that safe
+            loading refuses; the message names the file and the format tried.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path}')
+    fmt = detect_checkpoint_format(path)
+    if fmt == 'safetensors':
+        return _read_safetensors(path, map_location)
+    return _read_torch(path, fmt, map_location)
+
+
 def load_state_dict_file(path, map_location='cpu', key=None):
     """Read a state dict from a checkpoint file without unpickling arbitrary objects.
 
-    ``.safetensors`` files are read with safetensors; everything else with
-    ``torch.load(weights_only=True)``. A file holding ``{'state_dict': ...}`` (mmengine),
-    ``{'model': ...}`` or ``{'module': ...}`` is unwrapped.
+    The loader is chosen by the file's content (:func:`read_checkpoint_file`): safetensors
+    files are read with safetensors, ``torch.save`` files (zip or legacy) with
+    ``torch.load(weights_only=True)``, whatever their extension. A file holding
+    ``{'state_dict': ...}`` (mmengine), ``{'model': ...}`` or ``{'module': ...}`` is unwrapped.
 
     Args:
         path (str): the checkpoint file.
-        map_location: passed to ``torch.load``.
+        map_location: passed to ``torch.load`` (the device for safetensors).
         key (str, optional): the entry holding the weights (e.g. ``'ema_state_dict'``);
             by default the first of ``state_dict``, ``model``, ``module`` that exists.
 
     Returns:
         dict[str, Tensor]
+
+    Raises:
+        FileNotFoundError, CheckpointReadError: see :func:`read_checkpoint_file`.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint file not found: {path}')
-    if path.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return load_file(path, device=str(map_location))
-    obj = torch.load(path, map_location=map_location, weights_only=True)
+    obj = read_checkpoint_file(path, map_location)
     if key is not None:
         if not isinstance(obj, Mapping) or key not in obj:
             found = sorted(obj) if isinstance(obj, Mapping) else type(obj).__name__

@@ -203,3 +203,48 @@ def test_fill_sharded_across_two_ranks(tmp_path, fashion_mnist_root, unet_ckpt):
         pixels = (single.dataset[index]['inputs'].float()[None] - 127.5) / 127.5
         expected = torch.nn.functional.adaptive_avg_pool2d(backbone(pixels)[0], 4).flatten()
         np.testing.assert_allclose(rows[index], expected.numpy(), rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'binary', 'not_a_dict', 'no_checksum'])
+def test_corrupt_meta_json_is_refilled_with_a_warning(tmp_path, fashion_mnist_root, unet_ckpt,
+                                                      monkeypatch, damage):
+    import json
+    import logging
+
+    from mmdiffssl.datasets import feature_cache
+    cfg = make_cfg(CACHED, tmp_path, fashion_mnist_root, unet_ckpt, n=8)
+    first = cache_dataset(cfg)
+    reference = np.array(first.features)
+    meta_path = osp.join(first.cache_dir, 'meta.json')
+    text = open(meta_path).read()
+    del first
+    if damage == 'truncated':   # e.g. a copy cut short
+        damaged = text[:len(text) // 2].encode()
+    elif damage == 'binary':
+        damaged = b'\x00\xff\xfe' * 10
+    elif damage == 'not_a_dict':
+        damaged = b'[1, 2, 3]'
+    else:
+        meta = json.loads(text)
+        meta.pop('checksum')
+        damaged = json.dumps(meta).encode()
+    with open(meta_path, 'wb') as f:
+        f.write(damaged)
+
+    logged = []
+    real_print_log = feature_cache.print_log
+
+    def record(msg, logger=None, level=logging.INFO):
+        logged.append((msg, level))
+        return real_print_log(msg, logger, level)
+
+    monkeypatch.setattr(feature_cache, 'print_log', record)
+    refilled = cache_dataset(cfg)
+    assert 'meta.json' in refilled.fill_reason and 'corrupted' in refilled.fill_reason
+    assert any('meta.json' in msg and 'filling it' in msg and level == logging.WARNING
+               for msg, level in logged), logged
+    np.testing.assert_array_equal(np.array(refilled.features), reference)
+    assert json.load(open(meta_path))['file_size'] == osp.getsize(
+        osp.join(refilled.cache_dir, 'features.npy'))
+    del refilled
+    assert cache_dataset(cfg).fill_reason is None   # the refilled cache is valid again

@@ -25,7 +25,7 @@ from mmdiffssl.models.unets.diffusers_loading import (SD_SCHEDULER, check_pretra
                                                       encode_prompt, load_single_file,
                                                       load_text_encoder, read_json,
                                                       schedule_from_config, scheduler_config)
-from mmdiffssl.utils.checkpoint import load_state_dict_file
+from mmdiffssl.utils.checkpoint import read_checkpoint_file
 
 from .base import ShapeSpec, jsonable, tensor_fingerprint, weights_skipped
 from .diffusers_unet_backbone import DiffusersBackbone, build_or_load, use_sdpa
@@ -37,13 +37,13 @@ SD_PYRAMID_STRIDES = (8, 16, 32, 64)
 
 def load_embedding_file(path):
     """A ``(1, L, D)`` text embedding from ``.pt``/``.pth``/``.safetensors``: a tensor
-    ``(L, D)`` or ``(1, L, D)``, or a dict holding it as ``'prompt_embeds'`` or alone."""
+    ``(L, D)`` or ``(1, L, D)``, or a dict holding it as ``'prompt_embeds'`` or alone.
+
+    The file is read by content, safely (:func:`read_checkpoint_file`); an unreadable file
+    raises a CheckpointReadError naming it and the format tried."""
     if not osp.isfile(path):
         raise FileNotFoundError(f"text embedding file not found: '{path}'")
-    if path.endswith('.safetensors'):
-        obj = load_state_dict_file(path)
-    else:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
+    obj = read_checkpoint_file(path)
     if isinstance(obj, dict):
         if 'prompt_embeds' in obj:
             obj = obj['prompt_embeds']

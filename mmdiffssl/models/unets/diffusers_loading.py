@@ -32,7 +32,8 @@ import os.path as osp
 import torch
 
 from mmdiffssl.models.diffusion import DiffusionSchedule, beta_schedule
-from mmdiffssl.utils.checkpoint import check_state_dict_fits, load_state_dict_file
+from mmdiffssl.utils.checkpoint import (CheckpointReadError, check_state_dict_fits,
+                                        load_state_dict_file)
 
 WEIGHT_SUFFIXES = ('.safetensors', '.ckpt', '.pt', '.pth', '.bin')
 INSTALL_HINT = "install the optional 'sd' extra: pip install -e '.[sd]' (requirements/sd.txt)"
@@ -154,14 +155,19 @@ def read_json(path):
 
 
 def load_single_file(path):
-    """State dict of a single weights file, read safely (no arbitrary unpickling)."""
+    """State dict of a single weights file, read safely (no arbitrary unpickling).
+
+    The loader follows the file's content (see :func:`load_state_dict_file`); an unreadable
+    file raises its :class:`CheckpointReadError`, which names the file and the format tried
+    (e.g. a Lightning ``.ckpt`` with pickled objects: convert it to ``.safetensors``).
+    """
     try:
         return load_state_dict_file(path)
-    except Exception as err:   # e.g. a Lightning .ckpt with pickled objects
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise ValueError(f"cannot read '{path}' safely ({err}); convert it to .safetensors "
-                         '(a flat state dict) first') from err
+    except (FileNotFoundError, CheckpointReadError):
+        raise
+    except (KeyError, TypeError) as err:   # read, but not a state dict
+        raise ValueError(f"'{path}' was read but holds no state dict ({err}); store the "
+                         'weights as a flat state dict (e.g. .safetensors)') from err
 
 
 def load_model(cls_name, pretrained, component, config=None, checkpoint=None, allow_root=False):
