@@ -126,7 +126,10 @@ def apply_teacher_cache(cfg):
         raise ValueError(f"teacher_cache needs timestep_policy FixedTimestep (the cache holds one "
                          f"timestep), not {policy.get('type')}")
     teacher = dict(model.teacher)
-    teacher['blocks'] = (model.get('teacher_block') or teacher['blocks'][0], )
+    if model.get('teacher_tap'):
+        teacher.update(blocks=(), taps=(model.teacher_tap, ))
+    else:
+        teacher['blocks'] = (model.get('teacher_block') or teacher['blocks'][0], )
     teacher['timesteps'] = (policy.get('timestep', 150), )
     preprocessor = _classification_preprocessor(cfg)
     cfg.train_dataloader.dataset = dict(

@@ -40,10 +40,12 @@ class TeacherFeatureDataset(Dataset):
     def __init__(self, dataset, teacher, data_preprocessor, cache_root, teacher_pipeline=None,
                  pool=None, input_size=None, batch_size=32):
         super().__init__()
-        if len(teacher.get('blocks', ())) != 1 or len(teacher.get('timesteps', ())) != 1:
-            raise ValueError('the teacher cache holds one block at one timestep: give teacher '
-                             f"blocks and timesteps of length 1, got {teacher.get('blocks')} "
-                             f"and {teacher.get('timesteps')}")
+        outputs = len(teacher.get('blocks', ())) + len(teacher.get('taps', ()))
+        if outputs != 1 or len(teacher.get('timesteps', ())) != 1:
+            raise ValueError('the teacher cache holds one block (or tap) at one timestep: give '
+                             f"teacher blocks (or taps) and timesteps of length 1, got blocks "
+                             f"{teacher.get('blocks')}, taps {teacher.get('taps', ())} and "
+                             f"timesteps {teacher.get('timesteps')}")
         self.dataset = DATASETS.build(dataset)
         cached = dict(dataset)
         if teacher_pipeline is not None:

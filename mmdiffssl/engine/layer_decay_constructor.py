@@ -19,9 +19,9 @@ def block_layer_ids(backbone, prefix='backbone.'):
 
     Returns:
         tuple[dict[str, int], int]: parameter name (with ``prefix``) -> layer id, and
-        ``num_layers = max(blocks) + 1`` (the id of the layers that keep the full lr).
+        ``num_layers = deepest_block + 1`` (the id of the layers that keep the full lr).
     """
-    num_layers = max(backbone.blocks) + 1
+    num_layers = backbone.deepest_block + 1
     starts = [(row.module + '.', row.index) for row in backbone.block_table]
     network = backbone.network_attr + '.'
     ids = {}

@@ -294,7 +294,8 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
     Args (shared by every family):
         blocks (int | str | Sequence[int | str]): blocks to return: numbers, module names,
             ``'pyramid'`` (the last decoder block at each of ``pyramid_strides``) or
-            ``'all'`` (:meth:`BlockTable.resolve`); default the family's.
+            ``'all'`` (:meth:`BlockTable.resolve`); default the family's; ``()`` with
+            ``taps`` returns the taps alone.
         taps (str | Sequence[str]): tensors inside blocks returned after the blocks: module
             paths relative to the network (``'middle_block.2.out_layers.3'``), or an
             attention layer's ``'<path>:q'``, ``':k'``, ``':v'``, ``':attn'``
@@ -387,19 +388,22 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
         self.block_table = BlockTable(self._describe_blocks(), self.family)
         self.pyramid_strides = (self.default_pyramid_strides if pyramid_strides is None
                                 else tuple(pyramid_strides))
-        self.blocks = self.block_table.resolve(
-            self.default_blocks if blocks is None else blocks, self.pyramid_strides)
+        self.taps = resolve_taps(taps, self.block_table, self.network, self._attention_kind)
+        if self.taps and blocks is not None and not isinstance(blocks, (str, Integral)) \
+                and len(blocks) == 0:
+            self.blocks = ()          # taps only
+        else:
+            self.blocks = self.block_table.resolve(
+                self.default_blocks if blocks is None else blocks, self.pyramid_strides)
         self.timesteps = self.resolve_timesteps(
             self.default_timesteps if timesteps is None else timesteps)
-        self.taps = resolve_taps(taps, self.block_table, self.network, self._attention_kind)
         self._tap_shapes = None
-        deepest = max(self.blocks + tuple(t.block for t in self.taps))
         if not prune:
             self.run_until = len(self.block_table)
         elif run_until is None:
-            self.run_until = deepest
+            self.run_until = self.deepest_block
         else:
-            self.run_until = max(deepest, self.block_table.resolve(run_until)[0])
+            self.run_until = max(self.deepest_block, self.block_table.resolve(run_until)[0])
         self.trainable_from = None if trainable_from is None else \
             self.block_table.resolve(trainable_from)[0]
         if self.trainable_from is not None and self.frozen:
@@ -566,6 +570,11 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
         return [s.stride for s in self.output_shape()]
 
     @property
+    def deepest_block(self):
+        """int: the deepest block the forward runs (of ``blocks`` and the taps' blocks)."""
+        return max(self.blocks + tuple(t.block for t in self.taps))
+
+    @property
     def native_resolution(self):
         """int: the image side the network was trained at (heads' ``in_sizes`` derive from
         it); families override."""
@@ -672,7 +681,8 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
         given blocks when ``blocks`` is."""
         if blocks is None and taps is None:
             return self.blocks, self.taps
-        blocks = () if blocks is None else self.block_table.resolve(blocks)
+        blocks = () if blocks is None or (not isinstance(blocks, (str, Integral)) and
+                                          len(blocks) == 0) else self.block_table.resolve(blocks)
         taps = () if taps is None else resolve_taps(taps, self.block_table, self.network,
                                                       self._attention_kind)
         deepest = max(tuple(blocks) + tuple(t.block for t in taps), default=0)

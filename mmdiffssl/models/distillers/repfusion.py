@@ -31,6 +31,10 @@ class RepFusionDistiller(BaseModel):
             ``LearnedTimestepPolicy``; its timesteps are checked against the teacher's range.
         teacher_block (int, optional): the teacher block distilled; default the first of the
             teacher's ``blocks``.
+        teacher_tap (str, optional): distil a tensor inside a block instead (a tap of the
+            teacher, e.g. RepFusion's ``'mid_block.resnets.1.conv2'`` of the CIFAR-10 DDPM or
+            ``'middle_block.2.out_layers.3'`` of the ImageNet-64 ADM); the teacher is then
+            built with ``taps=(teacher_tap, )`` and no block outputs.
         student_index (int): which student output is distilled (default the last).
         student_channels (int, optional): channels of that output; inferred by a forward of
             a 64x64 zero image when None.
@@ -62,6 +66,7 @@ class RepFusionDistiller(BaseModel):
                  student=dict(type='mmpretrain.ResNet', depth=18, out_indices=(3, )),
                  timestep_policy=dict(type='FixedTimestep', timestep=150),
                  teacher_block=None,
+                 teacher_tap=None,
                  student_index=-1,
                  student_channels=None,
                  distill_loss='pooled_mse',
@@ -75,6 +80,10 @@ class RepFusionDistiller(BaseModel):
             data_preprocessor = dict(data_preprocessor)
             data_preprocessor.setdefault('type', 'mmpretrain.ClsDataPreprocessor')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if teacher_tap is not None:
+            if teacher_block is not None:
+                raise ValueError('give teacher_block or teacher_tap, not both')
+            teacher = dict(teacher, blocks=(), taps=(teacher_tap, ))
         self.teacher = MODELS.build(teacher)
         if not getattr(self.teacher, 'frozen', False):
             raise ValueError('the RepFusion teacher must be frozen: set teacher.frozen=True')
@@ -86,9 +95,14 @@ class RepFusionDistiller(BaseModel):
                              f'one timestep), not {type(self.timestep_policy).__name__}')
         self.teacher_from_cache = teacher_from_cache
 
-        self.teacher_block = self.teacher.block_table.resolve(
-            teacher_block if teacher_block is not None else self.teacher.blocks[0])[0]
-        teacher_channels = self.teacher.block_shape(self.teacher_block).channels
+        self.teacher_tap = teacher_tap
+        if teacher_tap is not None:
+            self.teacher_block = None
+            teacher_channels = self.teacher.tap_shapes()[0].channels
+        else:
+            self.teacher_block = self.teacher.block_table.resolve(
+                teacher_block if teacher_block is not None else self.teacher.blocks[0])[0]
+            teacher_channels = self.teacher.block_shape(self.teacher_block).channels
         self.student_index = int(student_index)
 
         if distill_loss not in DISTILL_LOSSES:
@@ -144,6 +158,9 @@ class RepFusionDistiller(BaseModel):
     def teacher_features(self, inputs, timesteps):
         """The teacher block's feature of each image at its timestep: ``(B, C_t, H_t, W_t)``."""
         with torch.no_grad():
+            if self.teacher_tap is not None:
+                return self.teacher.intermediates_at(inputs, timesteps,
+                                                     taps=(self.teacher_tap, ))[self.teacher_tap]
             return self.teacher.intermediates_at(inputs, timesteps,
                                                  blocks=(self.teacher_block, ))[self.teacher_block]
 

@@ -213,12 +213,37 @@ def test_diffusers_ddpm_teacher_config_builds():
     cfg = Config.fromfile(f'{ROOT}/configs/repfusion/'
                           'repfusion-learned-t_ddpm-cifar10_resnet18-cifar_1xb128-200e_cifar10.py')
     assert cfg.model.teacher.type == 'DiffusersUNetBackbone'
+    assert cfg.model.teacher_tap == 'mid_block.resnets.1.conv2'   # the reference's tensor
     cfg.model.teacher.pretrained = None
     cfg.model.teacher.unet_config = TINY_DDPM
-    cfg.model.teacher.blocks = (6, )
     cfg.model.data_preprocessor = cfg.data_preprocessor
     init_default_scope('mmpretrain')
     model = MODELS.build(cfg.model).train()
+    assert model.teacher.run_until == 4 and model.teacher.blocks == ()   # up to the mid block
+    assert model.projector.out_channels == 32                         # TINY_DDPM's mid width
     assert len(model.timestep_policy.candidates()) == 20
     losses = model(images(2)[:, :, :16, :16], samples([3, 7]), mode='loss')
     assert {'loss_distill', 'loss_policy', 'loss_aux_cls'} <= set(losses)
+
+
+def test_teacher_tap_equals_a_hook_on_the_named_module():
+    """teacher_tap distils a tensor inside a block: the target is what a forward hook on
+    that module of the teacher's U-Net sees at the drawn timestep (clean image)."""
+    pytest.importorskip('diffusers')
+    from helpers.sd_tiny import TINY_DDPM
+    tap = 'mid_block.resnets.1.conv2'
+    model = distiller(teacher=dict(type='DiffusersUNetBackbone', unet_config=TINY_DDPM,
+                                   noise='none', frozen=True), teacher_tap=tap).train()
+    seen = []
+    model.teacher.unet.get_submodule(tap).register_forward_hook(
+        lambda m, a, out: seen.append(out))
+    x = images(2, seed=1)[:, :, :16, :16]
+    target = model.teacher_features(x, torch.tensor([50, 50]))
+    torch.testing.assert_close(target, seen[-1], rtol=0, atol=0)
+    assert target.shape == (2, 32, 4, 4)
+    losses = model(x, samples([0, 1]), mode='loss')
+    losses['loss_distill'].backward()
+    assert model.projector.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='teacher_block or teacher_tap'):
+        distiller(teacher=dict(type='DiffusersUNetBackbone', unet_config=TINY_DDPM,
+                               noise='none', frozen=True), teacher_tap=tap, teacher_block=5)
