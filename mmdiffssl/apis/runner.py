@@ -60,11 +60,43 @@ def _classification_preprocessor(cfg):
     return preprocessor
 
 
+def _cache_pool(cfg, cache):
+    """The cache's pooling: ``feature_cache.pool``, else the head's ``pool_size``.
+
+    A head that pools to k x k reads exactly what online training reads only from maps
+    pooled to k x k: another cached pool would be re-pooled (upsampled when smaller), so a
+    mismatch is refused.
+    """
+    import inspect
+
+    from mmengine.registry import MODELS
+    pool = cache.get('pool')
+    head = cfg.model.get('head') or {}
+    head_pool = head.get('pool_size')
+    if head_pool is None and isinstance(head.get('type'), str):
+        cls = MODELS.get(head['type'].split('.')[-1])
+        param = inspect.signature(cls).parameters.get('pool_size') if cls else None
+        if param is not None and param.default is not inspect.Parameter.empty:
+            head_pool = param.default
+    if head_pool is None:
+        return pool
+    if pool is None and cache.get('input_size') is None:
+        return head_pool
+    as_pair = (lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v))
+    if pool is None or as_pair(pool) != as_pair(head_pool):
+        raise ValueError(f'feature_cache.pool={pool!r} but the head {head.get("type")} pools to '
+                         f'{head_pool!r}: the head would re-pool the cached maps and read '
+                         'other features than online; set feature_cache.pool to the head\'s '
+                         'pool_size (or leave it out to use it)')
+    return pool
+
+
 def apply_feature_cache(cfg):
     """The ``feature_cache`` config switch: train and test heads from cached features.
 
     With ``feature_cache=dict(root=..., pool=k)`` (or ``input_size=(H, W)`` instead of
-    ``pool``) in a classification config with a frozen backbone, every dataloader's dataset
+    ``pool``; a head with ``pool_size`` sets ``pool`` and refuses another) in a
+    classification config with a frozen backbone, every dataloader's dataset
     is wrapped in :class:`~mmdiffssl.datasets.CachedFeatureDataset` (filled on first use),
     the backbone is replaced by :class:`~mmdiffssl.datasets.CachedFeatures` and the data
     preprocessor stops normalising (the cache holds features, not pixels). The rest of the
@@ -83,7 +115,7 @@ def apply_feature_cache(cfg):
     if not backbone.get('frozen', True):
         raise ValueError('feature_cache needs a frozen backbone (model.backbone.frozen=True)')
     preprocessor = _classification_preprocessor(cfg)
-    pool, input_size = cache.get('pool'), cache.get('input_size')
+    pool, input_size = _cache_pool(cfg, cache), cache.get('input_size')
     num_workers = cache.get('num_workers', 0)
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(name)

@@ -248,3 +248,19 @@ def test_corrupt_meta_json_is_refilled_with_a_warning(tmp_path, fashion_mnist_ro
         osp.join(refilled.cache_dir, 'features.npy'))
     del refilled
     assert cache_dataset(cfg).fill_reason is None   # the refilled cache is valid again
+
+
+def test_cache_pooling_comes_from_the_head_and_a_mismatch_is_refused():
+    import mmdiffssl  # noqa: F401  (registers PooledLinearHead)
+    cfg = Config.fromfile(CACHED)
+    assert cfg.model.head.pool_size == 4
+    cfg.feature_cache.pool = 2      # a 2x2 cache under a head pooling to 4x4: upsampled maps
+    with pytest.raises(ValueError, match=r'feature_cache.pool=2 but the head PooledLinearHead '
+                       r'pools to 4'):
+        apply_feature_cache(cfg)
+    cfg = Config.fromfile(CACHED)
+    cfg.feature_cache.pop('pool')
+    apply_feature_cache(cfg)
+    assert cfg.train_dataloader.dataset.pool == 4
+    assert {c for _, c, h, w in cfg.model.backbone.layout} and \
+        all((h, w) == (4, 4) for _, _, h, w in cfg.model.backbone.layout)

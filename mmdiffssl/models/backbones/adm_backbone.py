@@ -136,13 +136,15 @@ class ADMBackbone(DiffusionBackbone):
             load_weights(self.unet, self.checkpoint, prefix=self.checkpoint_prefix,
                          key=self.checkpoint_key, arch_shapes=self._arch_shapes)
 
-    def cache_key(self):
+    def weights_fingerprint(self):
         if self.checkpoint is not None:
-            weights = (f'file:{file_fingerprint(self.checkpoint)}:prefix={self.checkpoint_prefix}'
-                       f':key={self.checkpoint_key}')
-        else:
-            weights = self.random_weights_key(self.random_init)
-        return dict(family=self.family, weights=weights, arch=jsonable(self.flags),
+            return (f'file:{file_fingerprint(self.checkpoint)}:prefix={self.checkpoint_prefix}'
+                    f':key={self.checkpoint_key}')
+        return self.random_weights_key(self.random_init)
+
+    def cache_key(self):
+        return dict(family=self.family, weights=self.weights_fingerprint(),
+                    arch=jsonable(self.flags),
                     class_label=self.class_label, **self.feature_key())
 
     @property

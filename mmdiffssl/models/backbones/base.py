@@ -326,6 +326,9 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
         frozen_dtype (str, optional): 'bf16' stores frozen network weights in bf16 (half
             the memory; needs ``dtype='bf16'``); None keeps fp32.
         init_seed (int): seed of random weights (no checkpoint); the global RNG is not used.
+        allow_other_weights (bool): run checkpoints record :meth:`weights_fingerprint`, and
+            loading one into a frozen backbone built from other weights files raises (its
+            heads were trained on other features); True loads it all the same.
         init_cfg (dict, optional): mmengine init config.
     """
 
@@ -357,6 +360,7 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
                  dtype='fp32',
                  frozen_dtype=None,
                  init_seed=0,
+                 allow_other_weights=False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         # weights reloaded from their files at construction are left out of run checkpoints
@@ -380,6 +384,7 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
         self.frozen = bool(frozen)
         self.with_cp = bool(with_cp)
         self.init_seed = int(init_seed)
+        self.allow_other_weights = bool(allow_other_weights)
         self.noise = DiffusionNoise(noise, noise_seed, ensemble_size, rank=get_rank())
 
         with torch.random.fork_rng(devices=[]):
@@ -445,6 +450,11 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
         Returns:
             dict[int, Tensor]: block -> ``(N, C_b, h_b, w_b)``.
         """
+
+    @abstractmethod
+    def weights_fingerprint(self):
+        """JSON-able fingerprint of the weights the network was built from (the files' bytes,
+        or the random init and its seed), independent of the blocks kept."""
 
     @abstractmethod
     def cache_key(self):
@@ -636,6 +646,23 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
         return self
 
     # ------------------------------------------------------------------ run checkpoints
+    def get_extra_state(self):
+        """The weights' fingerprint, as a uint8 tensor (travels through weights-only loads)."""
+        data = json.dumps(self.weights_fingerprint(), sort_keys=True).encode()
+        return torch.tensor(list(data), dtype=torch.uint8)
+
+    def set_extra_state(self, state):
+        """Refuse a run checkpoint of a frozen backbone that was built from other weights."""
+        saved = json.loads(bytes(state.tolist()).decode())
+        if not self._reloaded_modules() or self.allow_other_weights:
+            return
+        current = self.weights_fingerprint()
+        if saved != current:
+            raise ValueError(f'this run checkpoint was trained on {type(self).__name__} weights '
+                             f'{saved}, but the backbone is now built from {current}: its heads '
+                             'would read other features. Point the backbone at the weights it '
+                             'was trained with, or set allow_other_weights=True if you mean it')
+
     @staticmethod
     def _drop_reloaded(module, state_dict, prefix, local_metadata):
         for name in module._reloaded_modules():

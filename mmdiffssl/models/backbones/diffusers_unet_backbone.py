@@ -149,9 +149,12 @@ class DiffusersUNetBackbone(DiffusersBackbone):
         return schedule_from_config(scheduler_config(self.pretrained, self.config,
                                                      self.scheduler_overrides, DDPM_SCHEDULER))
 
+    def weights_fingerprint(self):
+        return self._weights_fingerprint(('unet', ))
+
     def cache_key(self):
         arch = jsonable(dict(self.unet.config))
-        return dict(family=self.family, weights=self._weights_fingerprint(('unet', )),
+        return dict(family=self.family, weights=self.weights_fingerprint(),
                     arch=arch, **self.feature_key())
 
     @property

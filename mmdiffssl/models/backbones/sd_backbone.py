@@ -157,10 +157,13 @@ class SDBackbone(DiffusersBackbone):
             scheduler_config(self.pretrained, self.config, self.scheduler_overrides,
                              SD_SCHEDULER))
 
+    def weights_fingerprint(self):
+        return self._weights_fingerprint(('unet', 'vae'))
+
     def cache_key(self):
         if self.prompt_embeds.requires_grad:
             raise self.unsupported('a cache key with learned text tokens (they train)')
-        return dict(family=self.family, weights=self._weights_fingerprint(('unet', 'vae')),
+        return dict(family=self.family, weights=self.weights_fingerprint(),
                     arch=dict(unet=jsonable(dict(self.unet.config)),
                               vae=jsonable(dict(self.vae.config))),
                     text=tensor_fingerprint(self.prompt_embeds), stride4=self.stride4,

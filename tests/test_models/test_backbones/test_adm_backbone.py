@@ -281,3 +281,27 @@ def test_builds_under_every_scope(scope):
         bb = registry.MODELS.build(cfg)
     assert isinstance(bb, ADMBackbone)
     assert bb(images(1))[0].shape == (1, 64, 16, 16)
+
+
+def test_run_checkpoint_refuses_other_backbone_weights(tmp_path):
+    """A run checkpoint records the frozen backbone's weights fingerprint: loading it into a
+    backbone built from another U-Net file raises (its head read other features)."""
+    paths = []
+    for seed in (0, 1):
+        path = str(tmp_path / f'unet{seed}.pt')
+        torch.save(tiny_backbone(prune=False, init_seed=seed).unet.state_dict(), path)
+        paths.append(path)
+    trained = ADMBackbone(arch=TINY, blocks=(9, ), checkpoint=paths[0])
+    state = trained.state_dict()
+    assert list(state) == ['_extra_state'] or '_extra_state' in state
+    ADMBackbone(arch=TINY, blocks=(9, ), checkpoint=paths[0]).load_state_dict(state)
+    with pytest.raises(ValueError, match=r'(?s)trained on ADMBackbone weights .*file:.*'
+                       r'allow_other_weights=True'):
+        ADMBackbone(arch=TINY, blocks=(9, ), checkpoint=paths[1]).load_state_dict(state)
+    ADMBackbone(arch=TINY, blocks=(9, ), checkpoint=paths[1],
+                allow_other_weights=True).load_state_dict(state)
+    # the record survives torch.save / weights-only torch.load
+    torch.save(state, tmp_path / 'run.pth')
+    loaded = torch.load(tmp_path / 'run.pth', weights_only=True)
+    with pytest.raises(ValueError, match='allow_other_weights'):
+        ADMBackbone(arch=TINY, blocks=(9, ), checkpoint=paths[1]).load_state_dict(loaded)

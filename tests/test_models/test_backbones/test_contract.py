@@ -328,3 +328,14 @@ def test_frozen_bf16_weights_halve_the_bytes(family):
     assert torch.nn.functional.cosine_similarity(a, b).min() > 0.99
     with pytest.raises(ValueError, match="frozen_dtype='bf16' needs frozen=True and dtype='bf16'"):
         build(cfg, blocks=(3, ), frozen_dtype='bf16')
+
+
+def test_building_a_backbone_leaves_the_global_rng_alone(family):
+    """Random weights come from the backbone's own seeded generator: the head built after it
+    starts from the same weights whether the backbone was built or not (cached vs online)."""
+    cfg, _ = family
+    torch.manual_seed(123)
+    build(cfg, blocks=(2, ))
+    after = torch.rand(4)
+    torch.manual_seed(123)
+    assert torch.equal(after, torch.rand(4))
