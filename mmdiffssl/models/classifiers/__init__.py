@@ -1,15 +1,14 @@
-"""Classification models on diffusion U-Nets: DifFeed and the checked classifier.
+"""Classification models on diffusion U-Nets: DifFeed and the shape-deriving classifier.
 
-``DifFeedBackbone`` and :func:`check_matches_backbone` need only torch and mmengine;
-``DiffSSLClassifier`` subclasses mmpretrain's ``ImageClassifier`` and is registered only when
-mmpretrain is installed.
+``DifFeedBackbone`` needs only torch and mmengine; ``DiffSSLClassifier`` subclasses
+mmpretrain's ``ImageClassifier`` (its head takes its input shapes from the backbone:
+:mod:`mmdiffssl.models.derived_shapes`) and is registered only when mmpretrain is installed.
 """
 import importlib.util
 
-from .checks import check_matches_backbone
 from .diffeed import DifFeedBackbone, mirror_block
 
-__all__ = ['DifFeedBackbone', 'check_matches_backbone', 'mirror_block']
+__all__ = ['DifFeedBackbone', 'mirror_block']
 
 if importlib.util.find_spec('mmpretrain') is not None:
     from .diffssl_classifier import DiffSSLClassifier  # noqa: F401

@@ -1,25 +1,39 @@
-"""mmpretrain's ImageClassifier with build-time backbone/head agreement checks."""
-from mmengine.registry import MODELS
+"""mmpretrain's ImageClassifier whose head (and neck) take their input shapes from the backbone."""
 from mmpretrain.models.classifiers import ImageClassifier
+from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
+from mmengine.registry import MODELS
+from torch import nn
 
-from .checks import check_matches_backbone
+from mmdiffssl.models.derived_shapes import backbone_shapes, derive_classifier, reports_shapes
 
 
 @MODELS.register_module()
 class DiffSSLClassifier(ImageClassifier):
-    """``ImageClassifier`` that refuses a head built for another backbone layout.
+    """``ImageClassifier`` that fills its head from the backbone it builds first.
 
-    Identical to mmpretrain's ``ImageClassifier`` (same arguments, modes and state dict)
-    except that, once built, :func:`check_matches_backbone` compares the head's declared
-    ``blocks``, ``timesteps``, ``num_timesteps`` and ``in_channels`` with the backbone's and
-    raises ``ValueError`` on a mismatch (e.g. a DifFormer head configured for blocks
-    (19, 24, 30) on a backbone returning (24, 19, 30)). Channels are not compared when a neck
-    sits between backbone and head.
+    Same arguments, modes and state dict as mmpretrain's ``ImageClassifier``. The backbone
+    is built before the neck and head; then, where the head config leaves them out (absent
+    or None), its ``in_channels`` (the backbone's ``out_channels`` at ``feat_index``),
+    ``in_sizes`` (``native_resolution // stride``), ``num_timesteps`` (timesteps fused into
+    each output) and, where the head requires them, ``blocks`` and ``timesteps`` are
+    filled in; values the config does give are compared and a disagreement raises
+    ``ValueError`` naming both (e.g. a DifFormer head configured for blocks (19, 24, 30) on
+    a backbone returning (24, 19, 30)). With a neck, the neck gets ``in_channels`` and the
+    head's channels are derived only through global pooling necks
+    (:mod:`mmdiffssl.models.derived_shapes`).
+
+    Backbones that report no shapes (mmpretrain's own) are built as ``ImageClassifier``
+    builds them and the head config is used as written.
 
     Shapes: inputs ``(B, 3, H, W)`` (the data preprocessor maps pixels to [-1, 1]).
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.with_head:
-            check_matches_backbone(self.head, self.backbone, check_channels=not self.with_neck)
+    def __init__(self, backbone, neck=None, head=None, **kwargs):
+        if reports_shapes(backbone):
+            # built once, here: ImageClassifier takes a built backbone as it is
+            if not isinstance(backbone, nn.Module):
+                backbone = MMPRETRAIN_MODELS.build(backbone)
+            shapes = backbone_shapes(backbone)
+            if shapes is not None:
+                neck, head = derive_classifier(shapes, neck, head)
+        super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)

@@ -40,7 +40,8 @@ class AttentionPoolHead(DiffusionClsHead):
         qkv_bias (bool): bias of the qkv projection (off, as in the paper's code).
         dropout (float): dropout in the transformer and before the classifier.
         blocks (Sequence[int], optional): U-Net blocks of the backbone outputs (the whole
-            tuple, in the backbone's order); recorded for :func:`check_matches_backbone`.
+            tuple, in the backbone's order); recorded, and compared with the backbone's by
+            ``DiffSSLClassifier`` (:mod:`mmdiffssl.models.derived_shapes`).
         timesteps (Sequence[int], optional): the backbone's timesteps, likewise.
         init_cfg (dict | list, optional): None keeps PyTorch's default initialisation of the
             linear, conv and LayerNorm layers, as the paper's code does; the CLS token starts
@@ -126,9 +127,10 @@ class DifFormerHead(AttentionPoolHead):
     The tokens of every block in ``blocks`` at one timestep form one sequence through a shared
     transformer; the per-timestep CLS outputs are concatenated and classified. The head reads
     the whole backbone tuple, which must come from a backbone with exactly these ``blocks`` and
-    ``timesteps`` in the same order and ``fuse_timesteps='concat'``
-    (:func:`~mmdiffssl.models.classifiers.check_matches_backbone`, run by
-    ``DiffSSLClassifier``, raises otherwise).
+    ``timesteps`` in the same order and ``fuse_timesteps='concat'``. ``DiffSSLClassifier``
+    fills ``blocks``, ``timesteps``, ``in_channels`` and ``in_sizes`` from its backbone when
+    the config leaves them out, and raises when given ones disagree
+    (:mod:`mmdiffssl.models.derived_shapes`).
 
     Args:
         num_classes (int): number of classes.
@@ -142,6 +144,11 @@ class DifFormerHead(AttentionPoolHead):
         input: ``len(blocks)`` maps ``(B, T * C_i, H_i, W_i)``; ``pre_logits`` ``(B, T * D)``;
         output ``(B, num_classes)``.
     """
+
+    #: read by :mod:`mmdiffssl.models.derived_shapes`: the head reads every backbone output
+    #: and computes ``feat_index`` and ``num_timesteps`` itself (from blocks and timesteps).
+    reads_all_outputs = True
+    derived_by_head = ('feat_index', 'num_timesteps')
 
     def __init__(self, num_classes, in_channels, in_sizes, blocks=(19, 24, 30),
                  timesteps=(90, 150, 300), **kwargs):
