@@ -5,7 +5,6 @@ model = dict(
         _delete_=True,
         type='CNNHead',
         num_classes={{_base_.num_classes}},
-        in_channels=64,
         channels=(64, 64),
         bn_momentum=None))  # cumulative BN statistics: the run is only 16 iterations
 optim_wrapper = dict(optimizer=dict(lr=0.03))

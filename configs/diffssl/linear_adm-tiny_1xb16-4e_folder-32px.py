@@ -22,7 +22,7 @@ model = dict(
         noise='fixed',
         frozen=True,
         random_init='redraw'),
-    head=dict(type='PooledLinearHead', num_classes=num_classes, in_channels=64, pool_size=2))
+    head=dict(type='PooledLinearHead', num_classes=num_classes, pool_size=2))
 optim_wrapper = dict(optimizer=dict(lr=0.02, momentum=0.9))
 train_cfg = dict(max_epochs=4, val_interval=4)
 default_hooks = dict(checkpoint=dict(interval=4))

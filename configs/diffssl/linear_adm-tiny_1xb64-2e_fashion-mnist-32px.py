@@ -10,7 +10,7 @@ _base_ = [
     '../_base_/default_runtime_cls.py',
 ]
 model = dict(
-    type='ImageClassifier',
+    type='DiffSSLClassifier',
     backbone=dict(
         type='ADMBackbone',
         arch={{_base_.adm_tiny_32px}},
@@ -19,7 +19,7 @@ model = dict(
         noise='fixed',
         frozen=True,
         random_init='redraw'),
-    head=dict(type='PooledLinearHead', num_classes=10, in_channels=64, pool_size=4))
+    head=dict(type='PooledLinearHead', num_classes=10, pool_size=4))
 train_dataloader = dict(dataset=dict(indices=10000))
 optim_wrapper = dict(optimizer=dict(lr=0.01, momentum=0.9))
 train_cfg = dict(max_epochs=2)

@@ -4,4 +4,4 @@
 _base_ = './linear_adm-tiny_1xb64-2e_fashion-mnist-32px.py'
 model = dict(
     backbone=dict(type='PixelBackbone', in_channels=3, _delete_=True),
-    head=dict(in_channels=3, pool_size=32))
+    head=dict(pool_size=32))

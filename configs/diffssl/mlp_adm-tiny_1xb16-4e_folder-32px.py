@@ -5,6 +5,5 @@ model = dict(
         _delete_=True,
         type='MLPHead',
         num_classes={{_base_.num_classes}},
-        in_channels=64,
         pool_size=2,
         hidden_dims=(128, )))

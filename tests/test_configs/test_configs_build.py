@@ -3,12 +3,14 @@
 For each config (any codebase; skipped when its codebase is not installed):
 
 1. the model at full size is built on the meta device (no memory, no checkpoint): this runs
-   every constructor and DiffSSLClassifier's head/backbone agreement check at the real widths;
+   every constructor, and the derivation of head/neck shapes from the backbone, at the real
+   widths;
 2. datasets, transforms and metrics of the dataloaders/evaluators are registered in the
    config's scope;
 3. a shrunk copy is built on CPU and run once: diffusion U-Nets whose presets are wide are
-   rebuilt with ``num_channels=32`` (block numbering unchanged) in fp32, the head's
-   ``in_channels`` and ``in_sizes`` are scaled to match and the forward runs at 64x64 (32x32
+   rebuilt with ``num_channels=32`` (block numbering unchanged) in fp32; the head's
+   ``in_channels`` follow from the shrunk backbone, its ``in_sizes`` (derived at the arch's
+   native resolution) are scaled to the test input, and the forward runs at 64x64 (32x32
    for archs of that size). mmpretrain models run whole ('tensor' mode); for mmdet/mmseg
    models, whose necks would need more rewiring, the shrunk backbone runs alone.
 """
@@ -28,6 +30,9 @@ from mmengine.registry import (DATASETS, METRICS, MODELS, TRANSFORMS,  # noqa: E
                                init_default_scope)
 
 import mmdiffssl  # noqa: E402,F401
+import mmdiffssl.models.detectors  # noqa: E402,F401  (until mmdiffssl.models imports them)
+import mmdiffssl.models.segmentors  # noqa: E402,F401
+from mmdiffssl.models.derived_shapes import backbone_shapes, derive_cls_head  # noqa: E402
 from mmdiffssl.models.unets import adm_flags_from  # noqa: E402
 
 CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
@@ -110,19 +115,24 @@ def shrink(model):
     return factors[0]
 
 
-def scale_head(head, channels, size):
-    """Scale a head config's widths and feature sizes like the shrunk backbone's."""
-    if channels == 1.0 and size == 1.0:
+def scale_head(head, backbone, size):
+    """Scale a head config's feature sizes like the shrunk backbone's input.
+
+    ``in_channels`` are derived from the shrunk backbone itself; ``in_sizes`` are derived at
+    the arch's native resolution, which shrinking keeps, so they are given here, scaled.
+    """
+    if size == 1.0:
         return
 
     def scale(value, factor):
         if isinstance(value, (list, tuple)):
             return type(value)(scale(v, factor) for v in value)
         return max(1, int(round(value * factor)))
-    if 'in_channels' in head:
-        head['in_channels'] = scale(head['in_channels'], channels)
-    if 'in_sizes' in head:
-        head['in_sizes'] = scale(head['in_sizes'], size)
+    shapes = backbone_shapes(backbone)
+    if shapes is not None and head.get('in_sizes') is None:
+        sizes = derive_cls_head(head, shapes).get('in_sizes')
+        if sizes is not None:
+            head['in_sizes'] = scale(sizes, size)
     if head.get('embed_dims', 0) > 64:
         head['embed_dims'] = 64
 
@@ -138,8 +148,8 @@ def test_config_builds_and_runs(path):
     small = model_cfg(cfg, scope)
     channels, size, input_size = shrink(small)
 
-    # 1. Wide U-Nets: the full-size model on the meta device (runs every constructor and
-    #    DiffSSLClassifier's head/backbone check at the real widths). Other models are built
+    # 1. Wide U-Nets: the full-size model on the meta device (runs every constructor and the
+    #    shape derivation at the real widths). Other models are built
     #    at full size on CPU in step 3.
     if channels != 1.0:
         full = model_cfg(cfg, scope)
@@ -172,7 +182,7 @@ def test_config_builds_and_runs(path):
     x = torch.rand(2, 3, input_size, input_size) * 2 - 1
     if scope == 'mmpretrain':
         if small.get('head') is not None:
-            scale_head(small['head'], channels, size)
+            scale_head(small['head'], small['backbone'], size)
         model = MODELS.build(small).eval()
         with torch.no_grad():
             out = model(x, mode='tensor')

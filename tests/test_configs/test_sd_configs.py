@@ -1,12 +1,13 @@
 """The Stable Diffusion configs (configs/sd): names, real widths, and one training step each.
 
-- Real widths: the SD 1.x U-Net and VAE (published configs, ``SD_ARCHS``) are built on the
-  meta device and their ``out_channels``/``out_strides`` compared with the neck's and heads'
-  ``in_channels``, padding with the total downsampling (64), the fine-tuning switches.
+- Real widths: the model with the SD 1.x U-Net and VAE (published configs, ``SD_ARCHS``) is
+  built on the meta device; the neck's and heads' ``in_channels`` (which the configs leave
+  out) are the backbone's ``out_channels``, padding its total downsampling (64); the
+  fine-tuning switches.
 - Training step: ``pretrained`` points at a tiny random SD folder written by
-  tests/helpers/sd_tiny.py (loaded offline like a real one), neck/head widths follow its
-  ``out_channels``, and ``model.train_step`` runs once on generated 64 x 64 data through the
-  config's own optimizer wrapper (with its lr multiplier). Heads change; a frozen U-Net does
+  tests/helpers/sd_tiny.py (loaded offline like a real one), neck/head input widths follow
+  its ``out_channels`` by themselves, and ``model.train_step`` runs once on generated 64 x 64
+  data through the config's own optimizer wrapper (with its lr multiplier). Heads change; a frozen U-Net does
   not, a fine-tuned one does.
 """
 import copy
@@ -27,6 +28,9 @@ pytest.importorskip('diffusers')
 pytest.importorskip('transformers')
 
 from helpers.sd_tiny import tiny_sd  # noqa: E402,F401 (fixture)
+import mmdiffssl.models.detectors  # noqa: E402,F401  (until mmdiffssl.models imports them)
+import mmdiffssl.models.segmentors  # noqa: E402,F401
+from mmdiffssl.models.backbones.base import shapes_only  # noqa: E402
 from mmdiffssl.models.unets.diffusers_blocks import SD_ARCHS  # noqa: E402
 
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'sd', '*.py')))
@@ -47,13 +51,17 @@ def test_all_configs_found_and_named():
     assert osp.isfile(osp.join(ROOT, 'configs', 'sd', 'README.md'))
 
 
-def real_backbone(cfg_backbone):
-    bb = copy.deepcopy(cfg_backbone)
-    bb.pop('_delete_', None)
-    bb.update(pretrained=None, unet_config=SD_ARCHS['sd-1.x']['unet'],
-              vae_config=SD_ARCHS['sd-1.x']['vae'], text=dict(type='learned', num_tokens=77))
-    with torch.device('meta'):
-        return MODELS.build(bb)
+def real_model(cfg, scope):
+    """The config's model with SD 1.x's published widths, on the meta device."""
+    model = copy.deepcopy(cfg.model)
+    model.backbone.pop('_delete_', None)
+    model.backbone.update(pretrained=None, unet_config=SD_ARCHS['sd-1.x']['unet'],
+                          vae_config=SD_ARCHS['sd-1.x']['vae'],
+                          text=dict(type='learned', num_tokens=77))
+    if scope == 'mmpretrain':
+        model.data_preprocessor = copy.deepcopy(cfg.data_preprocessor)
+    with shapes_only():
+        return MODELS.build(model)
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
@@ -63,26 +71,33 @@ def test_real_widths_and_switches(path):
     assert bb_cfg.type == 'SDBackbone' and 'mmdiffssl' in cfg.custom_imports.imports
     assert bb_cfg.pretrained == 'checkpoints/stable-diffusion-v1-5'
     assert bb_cfg.text == dict(type='null')
-    bb = real_backbone(bb_cfg)
+    built = real_model(cfg, scope)
+    bb = built.backbone
     name = osp.basename(path)
     if scope == 'mmpretrain':
-        assert bb.blocks == (7, ) and model.head.in_channels == bb.out_channels[0] == 1280
+        assert model.type == 'DiffSSLClassifier' and model.head.get('in_channels') is None
+        assert bb.blocks == (7, ) and built.head.in_channels == (bb.out_channels[0], ) == (1280, )
         assert cfg.data_preprocessor.mean == [127.5] * 3 and cfg.data_preprocessor.to_rgb
         return
     pre = model.data_preprocessor
     assert pre.mean == [127.5] * 3 and pre.std == [127.5] * 3 and pre.bgr_to_rgb
-    assert bb.blocks == (9, 8, 7, 6) and bb.size_divisor == 64
+    assert bb.blocks == (9, 8, 7, 6) and bb.size_divisibility == 64
     if scope == 'mmdet':
-        assert pre.pad_size_divisor == 64
+        assert model.type == 'DiffMaskRCNN' and pre.pad_size_divisor is None
+        assert built.data_preprocessor.pad_size_divisor == 64
         assert bb.out_strides == [4, 8, 16, 32, 64] == model.rpn_head.anchor_generator.strides
-        assert model.neck.in_channels == bb.out_channels == [512, 320, 640, 1280, 1280]
+        assert model.neck.in_channels is None
+        assert built.neck.in_channels == bb.out_channels == [512, 320, 640, 1280, 1280]
         assert model.neck.num_outs == 5
     else:
-        assert pre.test_cfg.size_divisor == 64 and model.pretrained is None
+        assert model.type == 'DiffEncoderDecoder' and model.pretrained is None
+        assert pre.get('test_cfg') is None
+        assert built.data_preprocessor.test_cfg == dict(size_divisor=64)
         assert bb.out_strides == [8, 16, 32, 64]
-        assert model.decode_head.in_channels == bb.out_channels == [320, 640, 1280, 1280]
-        aux = model.auxiliary_head
-        assert aux.in_channels == bb.out_channels[aux.in_index]
+        assert model.decode_head.in_channels is None
+        assert built.decode_head.in_channels == bb.out_channels == [320, 640, 1280, 1280]
+        aux = built.auxiliary_head
+        assert aux.in_index == 1 and aux.in_channels == bb.out_channels[1] == 640
     fine_tuned = '-ft-' in name
     assert bb.frozen is not fine_tuned and bb.with_cp is fine_tuned
     keys = cfg.optim_wrapper.get('paramwise_cfg', {}).get('custom_keys', {})
@@ -121,14 +136,14 @@ def cls_inputs():
 
 
 def tiny_model_cfg(cfg, scope, folder):
-    """The config's model on the tiny SD, neck/head widths rewired to its outputs."""
+    """The config's model on the tiny SD, thin heads; the neck's and heads' input widths
+    follow the tiny outputs (VAE stride 4: 16; up_blocks.3, 2, 1, 0: 16, 16, 32, 32)."""
     model = copy.deepcopy(cfg.model)
     bb = model.backbone
     bb.pretrained = folder
-    # tiny out_channels: VAE stride 4: 16; up_blocks.3, 2, 1, 0: 16, 16, 32, 32
     if scope == 'mmdet':
         model.data_preprocessor.batch_augments = None
-        model.neck.update(in_channels=[16, 16, 16, 32, 32], out_channels=16)
+        model.neck.update(out_channels=16)
         model.rpn_head.update(in_channels=16, feat_channels=16)
         model.roi_head.bbox_roi_extractor.out_channels = 16
         model.roi_head.bbox_head.update(in_channels=16, fc_out_channels=32, num_classes=2)
@@ -139,15 +154,13 @@ def tiny_model_cfg(cfg, scope, folder):
         model.train_cfg.rcnn.sampler.num = 32
     elif scope == 'mmseg':
         model.data_preprocessor.size = (64, 64)
-        model.decode_head.update(in_channels=[16, 16, 32, 32], channels=16, num_classes=3,
-                                 norm_cfg=dict(type='BN'))
-        model.auxiliary_head.update(in_channels=16, channels=8, num_classes=3,
-                                    norm_cfg=dict(type='BN'))
+        model.decode_head.update(channels=16, num_classes=3, norm_cfg=dict(type='BN'))
+        model.auxiliary_head.update(channels=8, num_classes=3, norm_cfg=dict(type='BN'))
     else:
         model.data_preprocessor = copy.deepcopy(cfg.data_preprocessor)
         model.data_preprocessor.num_classes = 2
         bb.dtype = 'fp32'
-        model.head.update(in_channels=32, num_classes=2, topk=(1, ))
+        model.head.update(num_classes=2, topk=(1, ))
     return model
 
 

@@ -1,11 +1,13 @@
 """The Mask R-CNN and UPerNet configs: real widths agree, and each builds and runs shrunk.
 
 For every config under configs/mask_rcnn and configs/upernet:
-- the neck's / heads' in_channels equal the full adm-256-uncond blocks' channels (U-Net built
-  on the meta device), padding equals the U-Net's total downsampling, and the documented
-  switches (frozen / fine-tuned with lr_mult 0.1 and with_cp / AMP dtypes) are as named;
+- the model built on the meta device (full adm-256-uncond, no weights) has the neck's /
+  heads' in_channels of the U-Net's blocks and padding of its total downsampling, derived
+  by DiffMaskRCNN / DiffEncoderDecoder from the backbone (the configs give none of them),
+  and the documented switches (frozen / fine-tuned with lr_mult 0.1 and with_cp / AMP
+  dtypes) are as named;
 - the model builds in its scope with the U-Net shrunk to :data:`TINY_ARCH` (the same blocks
-  by stride) and the widths rewired to it, and the backbone + neck (mmdet) or backbone +
+  by stride; the widths follow by themselves), and the backbone + neck (mmdet) or backbone +
   heads (mmseg) run on a 64 x 64 batch.
 """
 import copy
@@ -20,8 +22,9 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 from dense_data import ROOT, TINY_ARCH
-from mmdiffssl.models.backbones.adm_backbone import pyramid_blocks
-from mmdiffssl.models.unets import adm_flags_from, build_adm_unet
+import mmdiffssl.models.detectors  # noqa: F401  (until mmdiffssl.models imports them)
+import mmdiffssl.models.segmentors  # noqa: F401
+from mmdiffssl.models.backbones.base import shapes_only
 
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'mask_rcnn', '*.py'))
                  + glob.glob(osp.join(ROOT, 'configs', 'upernet', '*.py')))
@@ -33,19 +36,9 @@ NAME = re.compile(r'^(mask-rcnn|upernet)_adm-256-uncond-(pyramid|b24)-(frozen|ft
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
-def specs_of(arch):
-    with torch.device('meta'):
-        return {s.index: s for s in build_adm_unet(adm_flags_from(arch)).block_specs()}
-
-
-FULL = specs_of('adm-256-uncond')
-TINY = specs_of(TINY_ARCH)
-
-
-def blocks_of(backbone, specs):
-    if backbone.blocks == 'pyramid':
-        return list(pyramid_blocks(list(specs.values())))
-    return list(backbone.blocks)
+def meta_build(cfg):
+    with shapes_only():
+        return MODELS.build(cfg)
 
 
 def load(path):
@@ -74,27 +67,31 @@ def test_real_widths_and_switches(path):
     assert bb.checkpoint == 'checkpoints/256x256_diffusion_uncond.pt'
     assert tuple(bb.timesteps) == (100, )
     assert 'mmdiffssl' in cfg.custom_imports.imports
-    channels = [FULL[b].channels for b in blocks_of(bb, FULL)]
-    strides = [FULL[b].stride for b in blocks_of(bb, FULL)]
-    total_down = max(s.stride for s in FULL.values())     # 2 ** (levels - 1)
+    built = meta_build(copy.deepcopy(model))      # full widths, no weights read
+    channels, strides = built.backbone.out_channels, built.backbone.out_strides
+    total_down = built.backbone.size_divisibility     # 2 ** (levels - 1)
     pre = model.data_preprocessor
     assert pre.mean == [127.5] * 3 and pre.std == [127.5] * 3 and pre.bgr_to_rgb
     if scope == 'mmdet':
-        assert pre.pad_size_divisor == total_down == 32
+        assert model.type == 'DiffMaskRCNN' and pre.pad_size_divisor is None
+        assert built.data_preprocessor.pad_size_divisor == total_down == 32
+        assert model.neck.get('in_channels') is None
         if model.neck.type == 'FPN':
             assert bb.blocks == 'pyramid' and strides == [4, 8, 16, 32]
-            assert model.neck.in_channels == channels
+            assert built.neck.in_channels == channels == [512, 512, 1024, 1024]
         else:
             assert model.neck.type == 'DiffSimpleFPN' and strides == [16]
-            assert model.neck.in_channels == channels[0]
+            assert built.neck.in_channels == channels[0] == 1024
         assert model.neck.num_outs == 5
         assert model.rpn_head.anchor_generator.strides == [4, 8, 16, 32, 64]
     else:
-        assert model.pretrained is None
-        assert pre.test_cfg.size_divisor == total_down
-        assert strides == [4, 8, 16, 32]
-        assert model.decode_head.in_channels == channels
-        aux = model.auxiliary_head
+        assert model.type == 'DiffEncoderDecoder' and model.pretrained is None
+        assert pre.get('test_cfg') is None
+        assert built.data_preprocessor.test_cfg == dict(size_divisor=total_down)
+        assert total_down == 32 and strides == [4, 8, 16, 32]
+        assert model.decode_head.in_channels is None and model.auxiliary_head.in_channels is None
+        assert built.decode_head.in_channels == channels == [512, 512, 1024, 1024]
+        aux = built.auxiliary_head
         assert aux.in_index == 2 and strides[2] == 16 and aux.in_channels == channels[2]
     fine_tuned = '-ft-' in name
     assert bb.frozen is not fine_tuned
@@ -118,21 +115,19 @@ def test_real_widths_and_switches(path):
 
 
 def shrunk_model_cfg(cfg, scope):
+    """The config's model on the tiny U-Net: the neck's and heads' in_channels follow from
+    it (DiffMaskRCNN, DiffEncoderDecoder)."""
     model = copy.deepcopy(cfg.model)
     bb = model.backbone
-    strides = [FULL[b].stride for b in blocks_of(bb, FULL)]
+    strides = meta_build(copy.deepcopy(bb)).out_strides
     bb.arch = dict(TINY_ARCH)
     bb.checkpoint = None
     bb.random_init = 'redraw'
     if bb.blocks != 'pyramid':   # the tiny U-Net's last decoder block at the same stride
-        bb.blocks = list(pyramid_blocks(list(TINY.values()), strides))
-    channels = [TINY[b].channels for b in blocks_of(bb, TINY)]
+        bb.blocks = list(meta_build(dict(bb, blocks='pyramid')).block_table.pyramid(strides))
     if scope == 'mmdet':
         model.data_preprocessor.batch_augments = None    # no 1024 x 1024 padding here
-        model.neck.in_channels = channels if model.neck.type == 'FPN' else channels[0]
     else:
-        model.decode_head.in_channels = channels
-        model.auxiliary_head.in_channels = channels[model.auxiliary_head.in_index]
         model.decode_head.norm_cfg = model.auxiliary_head.norm_cfg = dict(type='BN')
     return model
 

@@ -23,4 +23,3 @@ adm_tiny_dense_backbone = dict(
     frozen=True,
     with_cp=False,
     dtype='fp32')
-adm_tiny_dense_channels = [64, 64]   # blocks 10, 8 (ADMBackbone.out_channels)

@@ -8,11 +8,11 @@ _base_ = ['./mask-rcnn_adm-256-uncond-pyramid_fpn.py', './adm-tiny_32px_dense.py
 
 strides = [2, 4, 8, 16, 32]
 model = dict(
-    # the U-Net's total downsampling 2 ** (levels - 1) = 4; canvases keep their size (no
-    # fixed 1024 x 1024 padding)
-    data_preprocessor=dict(pad_size_divisor=4, batch_augments=None),
+    # canvases keep their size (no fixed 1024 x 1024 padding); they are padded to the
+    # U-Net's total downsampling 2 ** (levels - 1) = 4 (pad_size_divisor from the backbone,
+    # as the FPN's in_channels: 64, 64)
+    data_preprocessor=dict(batch_augments=None),
     backbone={{_base_.adm_tiny_dense_backbone}},
-    neck=dict(in_channels={{_base_.adm_tiny_dense_channels}}),
     rpn_head=dict(anchor_generator=dict(strides=strides)),
     roi_head=dict(
         bbox_roi_extractor=dict(featmap_strides=strides[:4], finest_scale=28),

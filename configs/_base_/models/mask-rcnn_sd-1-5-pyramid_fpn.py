@@ -6,9 +6,7 @@
 # (strides 4-64, the RPN's anchor strides), so it adds no extra level.
 _base_ = ['./mask-rcnn_adm-256-uncond-pyramid_fpn.py', './sd-1-5_pyramid-stride4.py']
 
-model = dict(
-    # the VAE downsamples by 8 and the U-Net by 8 more: sizes must be multiples of 64
-    data_preprocessor=dict(pad_size_divisor=64),
-    backbone={{_base_.sd_pyramid_backbone}},
-    # SDBackbone.out_channels: VAE stride 4, up_blocks.3, 2, 1, 0
-    neck=dict(in_channels=[512, 320, 640, 1280, 1280]))
+# The VAE downsamples by 8 and the U-Net by 8 more: pad_size_divisor is 64, and the FPN's
+# in_channels are SDBackbone.out_channels (VAE stride 4, up_blocks.3, 2, 1, 0), both from the
+# backbone (DiffMaskRCNN).
+model = dict(backbone={{_base_.sd_pyramid_backbone}})

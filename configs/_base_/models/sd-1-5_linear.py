@@ -14,5 +14,4 @@ model = dict(
         noise='fresh',
         fuse_timesteps='concat',
         frozen=True,
-        dtype='bf16'),
-    head=dict(in_channels=1280))
+        dtype='bf16'))

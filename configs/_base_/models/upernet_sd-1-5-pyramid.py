@@ -5,10 +5,8 @@
 # stride 16).
 _base_ = ['./upernet_adm-256-uncond-pyramid.py', './sd-1-5_pyramid.py']
 
-# whole-image inference: pad to 64 (VAE 8 x U-Net 8); mmseg crops predictions back
-data_preprocessor = dict(test_cfg=dict(size_divisor=64))
+# Whole-image inference pads to 64 (VAE 8 x U-Net 8; mmseg crops predictions back); that
+# and the heads' in_channels come from the backbone (DiffEncoderDecoder).
 model = dict(
-    data_preprocessor=dict(test_cfg=dict(size_divisor=64)),
     backbone={{_base_.sd_pyramid_backbone}},
-    decode_head=dict(in_channels=[320, 640, 1280, 1280]),
-    auxiliary_head=dict(in_channels=640, in_index=1))
+    auxiliary_head=dict(in_index=1))
