@@ -3,7 +3,8 @@
 Heads and classifiers register only when mmpretrain is installed, necks only with mmcv; the
 backbones, the distiller and the pretrainer need torch and mmengine alone.
 """
-from . import backbones, classifiers, distillers, heads, necks, pretrainers  # noqa: F401
+from . import (backbones, classifiers, detectors, distillers, heads, necks,  # noqa: F401
+               pretrainers, segmentors)
 from .backbones import ADMBackbone, ShapeSpec
 from .distillers import RepFusionDistiller
 from .pretrainers import DDPMPretrainer

@@ -21,6 +21,11 @@ class PixelBackbone(BaseModule):
         self.out_channels = [int(in_channels)]
         self.out_strides = [1]
 
+    def output_shape(self):
+        """The image itself: one output, ``in_channels`` at stride 1."""
+        from .base import ShapeSpec
+        return [ShapeSpec(self.out_channels[0], 1)]
+
     def forward(self, x):
         if x.shape[1] != self.out_channels[0]:
             raise ValueError(f'PixelBackbone expects {self.out_channels[0]}-channel images, '

@@ -128,6 +128,17 @@ class DifFeedBackbone(BaseModule):
     def output_shape(self):
         return self.adm.output_shape()
 
+    def output_names(self):
+        return self.adm.output_names()
+
+    @property
+    def native_resolution(self):
+        return self.adm.native_resolution
+
+    @property
+    def size_divisibility(self):
+        return self.adm.size_divisibility
+
     @property
     def out_channels(self):
         return self.adm.out_channels
