@@ -1,7 +1,6 @@
 """DDPMPretrainer: trains an ADM U-Net with guided-diffusion's objective in mmengine."""
 import torch
 import torch.nn as nn
-from mmengine.dist import get_rank
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
@@ -25,7 +24,7 @@ class TimestepSampler(GeneratorStateMixin, nn.Module):
     Args:
         num_steps (int): T.
         kind (str): 'uniform' or 'loss-second-moment'.
-        seed (int): generator seed (plus the rank).
+        seed (int): seed of the per-rank stream (see ``GeneratorStateMixin``).
     """
 
     def __init__(self, num_steps, kind='uniform', seed=0, history=10, uniform_prob=0.001):
@@ -33,7 +32,7 @@ class TimestepSampler(GeneratorStateMixin, nn.Module):
         if kind not in SAMPLERS:
             raise ValueError(f"timestep sampler '{kind}' is not one of {SAMPLERS}")
         self.num_steps, self.kind, self.uniform_prob = num_steps, kind, uniform_prob
-        self.generator = torch.Generator().manual_seed(seed + get_rank())
+        self._init_generator(seed)   # a per-rank stream, the rank read at each draw
         self.register_buffer('loss_history', torch.zeros(num_steps, history, dtype=torch.float64))
         self.register_buffer('loss_counts', torch.zeros(num_steps, dtype=torch.long))
 
@@ -49,7 +48,8 @@ class TimestepSampler(GeneratorStateMixin, nn.Module):
     def sample(self, batch, device):
         """Timesteps ``(batch,)`` int64 and importance weights ``(batch,)`` float32."""
         probs = self.probabilities()
-        t = torch.multinomial(probs, batch, replacement=True, generator=self.generator)
+        t = torch.multinomial(probs, batch, replacement=True,
+                              generator=self.draw_generator())
         weights = 1.0 / (self.num_steps * probs[t])
         return t.to(device), weights.float().to(device)
 
@@ -97,7 +97,7 @@ class DDPMPretrainer(BaseModel):
                                           self.flags['diffusion_steps'])
         self.objective = DDPMObjective(self.schedule, self.flags['learn_sigma'])
         self.timestep_sampler = TimestepSampler(self.schedule.num_steps, timestep_sampler, seed)
-        self.noise = DiffusionNoise('fresh', seed, rank=get_rank())
+        self.noise = DiffusionNoise('fresh', seed)   # per-rank stream, rank read at each draw
 
     def _labels(self, data_samples, batch, device):
         if not self.flags['class_cond']:
