@@ -6,6 +6,7 @@ from mmengine.registry import MODELS
 
 from mmdiffssl.models.ddpm_objective import DDPMObjective
 from mmdiffssl.models.diffusion import DiffusionSchedule
+from mmdiffssl.models.input_range import check_pixel_range_once
 from mmdiffssl.models.noise import DiffusionNoise, GeneratorStateMixin
 from mmdiffssl.models.unets import adm_flags_from, build_adm_unet
 
@@ -81,7 +82,9 @@ class DDPMPretrainer(BaseModel):
         arch (str | dict): as for ADMBackbone.
         timestep_sampler (str): 'uniform' or 'loss-second-moment'.
         seed (int): seed of the noise and timestep generators.
-        data_preprocessor (dict): should map images to [-1, 1] (mean = std = 127.5).
+        data_preprocessor (dict): should map images to [-1, 1] (mean = std = 127.5); the
+            first batch is checked (ValueError naming the range seen when outside
+            [-1.5, 1.5]).
 
     Shapes: ``forward(inputs (B, C, H, W), data_samples, mode='loss')`` returns
     ``dict(loss=scalar, mse=scalar[, vb=scalar])``; ``mode='tensor'`` returns the U-Net
@@ -112,6 +115,7 @@ class DDPMPretrainer(BaseModel):
         return self.objective.losses(self.unet(x_t, t, y=y), x0, x_t, t, noise)
 
     def forward(self, inputs, data_samples=None, mode='loss'):
+        check_pixel_range_once(self, inputs, 'DDPMPretrainer')   # first batch only
         batch = inputs.shape[0]
         t, weights = self.timestep_sampler.sample(batch, inputs.device)
         noise = self.noise.sample(inputs.shape, inputs.device, inputs.dtype)
