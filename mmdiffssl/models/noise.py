@@ -1,10 +1,12 @@
 """Noise for q_sample: the four modes of the diffusion backbones.
 
-- ``'fresh'``: new Gaussian noise every call, from the module's own ``torch.Generator``
-  (seeded by ``seed + rank``). In training mode its state is part of the module's state dict
-  (``_extra_state``), so a run resumed from a checkpoint draws what a straight run draws. In
-  eval mode a separate generator is used, re-seeded each time the module enters eval mode:
-  validation does not shift the training noise, and every evaluation sees the same draws.
+- ``'fresh'``: new Gaussian noise every call, from the module's own per-rank stream (draw k
+  of rank r from a generator seeded by a hash of ``(seed, r, k)``, the rank read at each
+  draw; see :class:`GeneratorStateMixin`). In training mode the draw count is part of the
+  module's state dict (``_extra_state``), so a run resumed from a checkpoint draws on each
+  rank what a straight run draws. In eval mode a separate generator is used, re-seeded
+  (``seed + rank``) each time the module enters eval mode: validation does not shift the
+  training noise, and every evaluation sees the same draws.
 - ``'fixed'``: a deterministic Gaussian field, a pure function of
   ``(seed, image key, draw, channel, y, x)`` computed with an integer hash. The same image
   gets the same noise whatever the batch size, its position in the batch, padding added at
@@ -14,7 +16,9 @@
 - ``'ensemble'``: ``'fixed'`` noise with ``ensemble_size`` draws; the backbone averages the
   features over the draws.
 """
+import hashlib
 import math
+import warnings
 
 import torch
 import torch.nn as nn
@@ -66,21 +70,130 @@ def hashed_normal(shape, seed, keys=None, draw=0, device='cpu', dtype=torch.floa
     return normal.to(dtype)
 
 
-class GeneratorStateMixin:
-    """Keeps ``self.generator``'s state in the module's state dict (``_extra_state``).
+def _rank_and_world(hint=None):
+    """``(rank, world size)`` of the default process group; ``(hint or 0, 1)`` without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return int(hint or 0), 1
 
-    The state is a uint8 tensor, so it travels through ``torch.save``/``weights_only``
-    loading and through the broadcast of every state-dict entry that distributed training
-    does after weight initialisation.
+
+def draw_seed(seed, rank, draw):
+    """The 64-bit seed of draw number ``draw`` of rank ``rank``'s stream."""
+    digest = hashlib.blake2b(f'{int(seed)}:{int(rank)}:{int(draw)}'.encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), 'little')
+
+
+#: First entry of a per-rank stream state (``[STREAM_STATE_VERSION, draws, world size]``).
+STREAM_STATE_VERSION = 1
+
+
+class GeneratorStateMixin:
+    """A random stream per rank that a checkpoint resumes on every rank.
+
+    Subclasses that call ``self._init_generator(seed, rank)`` and draw through
+    :meth:`draw_generator` get a counter-based stream: draw ``k`` of rank ``r`` comes from a
+    generator seeded with :func:`draw_seed` ``(seed, r, k)``. The rank is read at every draw
+    (from the default process group, else the ``rank`` hint, else 0), so a module built
+    before the process group exists still draws its own rank's stream. The state is the
+    number of draws, the same on every rank of a data-parallel run (each rank draws once per
+    iteration): ``_extra_state`` is the int64 tensor ``[1, draws, world size]``, which rank 0
+    alone can write (mmengine saves checkpoints on rank 0 only, so a gather of every rank's
+    generator there would hang), and after loading each rank continues its own stream at
+    that draw, as in the straight run.
+
+    A checkpoint of another world size loads (every rank continues its own stream at the
+    saved draw: deterministic, but the ranks beyond the old world size start streams the old
+    run never drew) with a warning. Checkpoints written before per-rank streams hold one
+    generator state (a uint8 tensor, or ``{'generator_state': ...}``: rank 0's): in a single
+    process it is continued exactly as before (and saved again in that format); under more
+    than one rank it cannot serve every rank, so a warning says so and the ranks switch to
+    their counter streams at a draw number derived from a hash of that state.
+
+    Subclasses that assign ``self.generator`` themselves (without ``_init_generator``) keep
+    one generator whose state is saved as is (the format before per-rank streams).
     """
 
+    _generator = None
+    _generator_seed = 0
+    _generator_rank_hint = None
+    _draws = None          # None: no counter stream (a generator assigned by the subclass)
+    _legacy_stream = False  # continuing a pre-per-rank generator state (single process)
+
+    #: Whether draws come from the stream (DiffusionNoise: 'fresh' only); warnings about
+    #: resuming it are given only then.
+    _uses_random_stream = True
+
+    def _init_generator(self, seed, rank=None):
+        self._generator_seed = int(seed)
+        self._generator_rank_hint = rank
+        self._generator = None
+        self._draws = 0
+        self._legacy_stream = False
+
+    def _generator_rank(self):
+        return _rank_and_world(self._generator_rank_hint)[0]
+
+    @property
+    def generator(self):
+        """The generator of the latest draw (created at first use)."""
+        if self._generator is None:
+            self._generator = torch.Generator().manual_seed(
+                self._generator_seed + self._generator_rank())
+        return self._generator
+
+    @generator.setter
+    def generator(self, value):
+        self._generator = value
+
+    def draw_generator(self):
+        """The generator to draw the next random values from (advances the stream)."""
+        if self._draws is None or self._legacy_stream:
+            return self.generator
+        self.generator.manual_seed(draw_seed(self._generator_seed, self._generator_rank(),
+                                             self._draws))
+        self._draws += 1
+        return self._generator
+
     def get_extra_state(self):
-        return self.generator.get_state()
+        if self._draws is None or self._legacy_stream:
+            return self.generator.get_state()
+        world = _rank_and_world(self._generator_rank_hint)[1]
+        return torch.tensor([STREAM_STATE_VERSION, self._draws, world], dtype=torch.int64)
 
     def set_extra_state(self, state):
         if isinstance(state, dict):  # checkpoints written before the state became a tensor
             state = state['generator_state']
-        self.generator.set_state(state.cpu())
+        state = state.cpu()
+        if state.dtype == torch.int64:   # a per-rank stream: [version, draws, world size]
+            version, draws, saved_world = (int(v) for v in state.tolist())
+            if version != STREAM_STATE_VERSION or self._draws is None:
+                raise ValueError(f'{type(self).__name__}: unknown random-stream state '
+                                 f'{state.tolist()} in the checkpoint')
+            rank, world = _rank_and_world(self._generator_rank_hint)
+            self._draws, self._legacy_stream = draws, False
+            if saved_world != world and self._uses_random_stream:
+                warnings.warn(
+                    f'{type(self).__name__}: the checkpoint was written by {saved_world} '
+                    f'rank(s), this run has {world}: every rank continues its own random '
+                    f'stream at draw {draws} (deterministic, but ranks >= {saved_world} start '
+                    'streams the saved run never drew)', stacklevel=2)
+            return
+        # one torch.Generator state (uint8), written before per-rank streams
+        state = state.reshape(-1).clone()   # (a view with an offset crashes set_state)
+        rank, world = _rank_and_world(self._generator_rank_hint)
+        if self._draws is None or (world == 1 and rank == 0):
+            self.generator.set_state(state)
+            self._legacy_stream = self._draws is not None
+            return
+        draws = 1 + int.from_bytes(hashlib.blake2b(state.numpy().tobytes(),
+                                                   digest_size=5).digest(), 'little')
+        self._draws, self._legacy_stream = draws, False
+        if self._uses_random_stream:
+            warnings.warn(
+                f'{type(self).__name__}: the checkpoint holds one generator state (written before '
+                f'per-rank random streams), which cannot resume rank {rank} of {world}: every '
+                f'rank continues its own stream at draw {draws}, derived from that state '
+                '(deterministic, but not what the saved run would have drawn)', stacklevel=2)
 
 
 class DiffusionNoise(GeneratorStateMixin, nn.Module):
@@ -88,12 +201,14 @@ class DiffusionNoise(GeneratorStateMixin, nn.Module):
 
     Args:
         mode (str): 'fresh', 'fixed', 'none' or 'ensemble'.
-        seed (int): seed of the fixed field, and of the fresh generator (plus the rank).
+        seed (int): seed of the fixed field, and of the fresh per-rank stream.
         ensemble_size (int): number of fixed draws averaged in 'ensemble' mode.
-        rank (int): process rank, decorrelating fresh noise across ranks.
+        rank (int, optional): a hint only: the rank decorrelating fresh noise across ranks is
+            read from the default process group at each draw; this value is used when no
+            process group exists then (default 0). See :class:`GeneratorStateMixin`.
     """
 
-    def __init__(self, mode='fixed', seed=0, ensemble_size=4, rank=0):
+    def __init__(self, mode='fixed', seed=0, ensemble_size=4, rank=None):
         super().__init__()
         if mode not in NOISE_MODES:
             raise ValueError(f"noise mode '{mode}' is not one of {NOISE_MODES}")
@@ -102,13 +217,28 @@ class DiffusionNoise(GeneratorStateMixin, nn.Module):
         self.mode = mode
         self.seed = int(seed)
         self.ensemble_size = int(ensemble_size) if mode == 'ensemble' else 1
-        self.rank = int(rank)
-        self.generator = torch.Generator().manual_seed(self.seed + self.rank)
-        self.eval_generator = torch.Generator().manual_seed(self.seed + self.rank)
+        self._init_generator(self.seed, rank)
+        self._eval_generator = None
+
+    @property
+    def _uses_random_stream(self):
+        return self.mode == 'fresh'
+
+    @property
+    def rank(self):
+        """The rank whose stream this module draws (read from the process group when set)."""
+        return self._generator_rank()
+
+    @property
+    def eval_generator(self):
+        """The eval-mode generator, seeded ``seed + rank`` at first use after entering eval."""
+        if self._eval_generator is None:
+            self._eval_generator = torch.Generator().manual_seed(self.seed + self.rank)
+        return self._eval_generator
 
     def train(self, mode=True):
         if not mode:
-            self.eval_generator.manual_seed(self.seed + self.rank)
+            self._eval_generator = None   # reseeded (with the rank read then) at first use
         return super().train(mode)
 
     @property
@@ -121,7 +251,7 @@ class DiffusionNoise(GeneratorStateMixin, nn.Module):
         if self.mode == 'none':
             return None
         if self.mode == 'fresh':
-            generator = self.generator if self.training else self.eval_generator
+            generator = self.draw_generator() if self.training else self.eval_generator
             return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
         return hashed_normal(shape, self.seed, keys, draw, device, dtype)
 

@@ -1,12 +1,12 @@
 """DDPMPretrainer: trains an ADM U-Net with guided-diffusion's objective in mmengine."""
 import torch
 import torch.nn as nn
-from mmengine.dist import get_rank
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
 from mmdiffssl.models.ddpm_objective import DDPMObjective
 from mmdiffssl.models.diffusion import DiffusionSchedule
+from mmdiffssl.models.input_range import check_pixel_range_once
 from mmdiffssl.models.noise import DiffusionNoise, GeneratorStateMixin
 from mmdiffssl.models.unets import adm_flags_from, build_adm_unet
 
@@ -25,7 +25,7 @@ class TimestepSampler(GeneratorStateMixin, nn.Module):
     Args:
         num_steps (int): T.
         kind (str): 'uniform' or 'loss-second-moment'.
-        seed (int): generator seed (plus the rank).
+        seed (int): seed of the per-rank stream (see ``GeneratorStateMixin``).
     """
 
     def __init__(self, num_steps, kind='uniform', seed=0, history=10, uniform_prob=0.001):
@@ -33,7 +33,7 @@ class TimestepSampler(GeneratorStateMixin, nn.Module):
         if kind not in SAMPLERS:
             raise ValueError(f"timestep sampler '{kind}' is not one of {SAMPLERS}")
         self.num_steps, self.kind, self.uniform_prob = num_steps, kind, uniform_prob
-        self.generator = torch.Generator().manual_seed(seed + get_rank())
+        self._init_generator(seed)   # a per-rank stream, the rank read at each draw
         self.register_buffer('loss_history', torch.zeros(num_steps, history, dtype=torch.float64))
         self.register_buffer('loss_counts', torch.zeros(num_steps, dtype=torch.long))
 
@@ -49,7 +49,8 @@ class TimestepSampler(GeneratorStateMixin, nn.Module):
     def sample(self, batch, device):
         """Timesteps ``(batch,)`` int64 and importance weights ``(batch,)`` float32."""
         probs = self.probabilities()
-        t = torch.multinomial(probs, batch, replacement=True, generator=self.generator)
+        t = torch.multinomial(probs, batch, replacement=True,
+                              generator=self.draw_generator())
         weights = 1.0 / (self.num_steps * probs[t])
         return t.to(device), weights.float().to(device)
 
@@ -81,7 +82,9 @@ class DDPMPretrainer(BaseModel):
         arch (str | dict): as for ADMBackbone.
         timestep_sampler (str): 'uniform' or 'loss-second-moment'.
         seed (int): seed of the noise and timestep generators.
-        data_preprocessor (dict): should map images to [-1, 1] (mean = std = 127.5).
+        data_preprocessor (dict): should map images to [-1, 1] (mean = std = 127.5); the
+            first batch is checked (ValueError naming the range seen when outside
+            [-1.5, 1.5]).
 
     Shapes: ``forward(inputs (B, C, H, W), data_samples, mode='loss')`` returns
     ``dict(loss=scalar, mse=scalar[, vb=scalar])``; ``mode='tensor'`` returns the U-Net
@@ -97,7 +100,7 @@ class DDPMPretrainer(BaseModel):
                                           self.flags['diffusion_steps'])
         self.objective = DDPMObjective(self.schedule, self.flags['learn_sigma'])
         self.timestep_sampler = TimestepSampler(self.schedule.num_steps, timestep_sampler, seed)
-        self.noise = DiffusionNoise('fresh', seed, rank=get_rank())
+        self.noise = DiffusionNoise('fresh', seed)   # per-rank stream, rank read at each draw
 
     def _labels(self, data_samples, batch, device):
         if not self.flags['class_cond']:
@@ -112,6 +115,7 @@ class DDPMPretrainer(BaseModel):
         return self.objective.losses(self.unet(x_t, t, y=y), x0, x_t, t, noise)
 
     def forward(self, inputs, data_samples=None, mode='loss'):
+        check_pixel_range_once(self, inputs, 'DDPMPretrainer')   # first batch only
         batch = inputs.shape[0]
         t, weights = self.timestep_sampler.sample(batch, inputs.device)
         noise = self.noise.sample(inputs.shape, inputs.device, inputs.dtype)
