@@ -41,6 +41,7 @@ import torch
 from mmengine.dist import get_rank
 from mmengine.model import BaseModule
 
+from mmdiffssl.models.input_range import check_pixel_range_once
 from mmdiffssl.models.noise import DiffusionNoise
 
 from .taps import resolve_taps, tap_hooks
@@ -702,6 +703,7 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
                              f'{divisor}, the total downsampling of this {self.family}: pad '
                              f'or resize to multiples of {divisor}')
         self._check_input(x)
+        check_pixel_range_once(self, x, type(self).__name__)   # first batch only: one sync
 
     def _requested(self, blocks, taps):
         """(blocks, taps) a call asks for: the backbone's own when neither is given, only the

@@ -339,3 +339,12 @@ def test_building_a_backbone_leaves_the_global_rng_alone(family):
     after = torch.rand(4)
     torch.manual_seed(123)
     assert torch.equal(after, torch.rand(4))
+
+
+def test_pixels_outside_minus_one_one_are_refused(family):
+    cfg, size = family
+    bb = build(cfg, blocks=(1, ))
+    with pytest.raises(ValueError, match=r'input pixels span \[0, 255\]; expected \[-1, 1\]'):
+        bb(torch.linspace(0, 255, 3 * size * size).reshape(1, 3, size, size))
+    bb(images(size))      # fine, and later batches are not checked again
+    assert bb._pixel_range_checked
