@@ -11,3 +11,6 @@ model = dict(backbone=dict(init_cfg=dict(
     type='Pretrained', prefix='student.',
     checkpoint='work_dirs/repfusion-learned-t_adm-cifar10_resnet18-cifar_1xb128-200e_cifar10/'
     'epoch_200.pth')))
+# Stop before training if a student tensor did not come from the checkpoint (mmengine's
+# Pretrained init only logs missing and mis-shaped keys).
+custom_hooks = [dict(type='PretrainedInitCheckHook')]

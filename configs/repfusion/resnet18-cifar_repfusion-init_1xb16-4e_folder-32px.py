@@ -18,3 +18,6 @@ train_cfg = dict(by_epoch=True, max_epochs=4, val_interval=4)
 param_scheduler = dict(type='CosineAnnealingLR', T_max=4, by_epoch=True, _delete_=True)
 default_hooks = dict(checkpoint=dict(interval=4))
 randomness = dict(seed=0)
+# Stop before training if a student tensor did not come from the checkpoint (mmengine's
+# Pretrained init only logs missing and mis-shaped keys).
+custom_hooks = [dict(type='PretrainedInitCheckHook')]

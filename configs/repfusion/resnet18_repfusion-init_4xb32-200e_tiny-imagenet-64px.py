@@ -12,3 +12,6 @@ model = dict(
         checkpoint='work_dirs/repfusion-learned-t_adm-64_resnet18_4xb32-200e_tiny-imagenet-64px/'
         'epoch_200.pth')),
     head=dict(num_classes=200, topk=(1, 5)))
+# Stop before training if a student tensor did not come from the checkpoint (mmengine's
+# Pretrained init only logs missing and mis-shaped keys).
+custom_hooks = [dict(type='PretrainedInitCheckHook')]

@@ -23,3 +23,6 @@ model = dict(
     decode_head=dict(in_channels=[64, 128, 256, 512], channels=256, num_classes=150),
     auxiliary_head=dict(in_channels=256, channels=128, num_classes=150))
 train_dataloader = dict(batch_size=4)
+# Stop before training if a student tensor did not come from the checkpoint (mmengine's
+# Pretrained init only logs missing and mis-shaped keys).
+custom_hooks = [dict(type='PretrainedInitCheckHook')]
