@@ -7,6 +7,11 @@ CONFIG is a classification config with a frozen diffusion backbone (its blocks a
 are replaced by the grid). Writes WORK_DIR/sweep.csv (appended cell by cell; a rerun skips
 finished cells) and WORK_DIR/sweep.png (heatmap). Features come from a feature cache under
 WORK_DIR/feature_cache (or --cache-root), one backbone pass per image for the whole grid.
+
+WORK_DIR/sweep_key.json records what else determines the numbers (backbone config, weights
+fingerprint, data preprocessor, train and val datasets, probe settings); a rerun with another
+key stops with an error naming the fields that differ. With --keyed, each key gets its own
+folder WORK_DIR/<key digest>/ (printed) and a rerun resumes the folder of its key.
 """
 import argparse
 import os.path as osp
@@ -28,17 +33,22 @@ def main():
     parser.add_argument('--pool', type=int, default=2, help='pool each map to k x k')
     parser.add_argument('--epochs', type=int, default=30)
     parser.add_argument('--lr', type=float, default=1e-2)
+    parser.add_argument('--weight-decay', type=float, default=0.0)
+    parser.add_argument('--keyed', action='store_true',
+                        help='write into WORK_DIR/<key digest>/ instead of refusing a '
+                        'WORK_DIR made with other settings')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     results = run_sweep(cfg, args.blocks, args.timesteps, args.work_dir,
                         args.cache_root or osp.join(args.work_dir, 'feature_cache'),
-                        pool=args.pool, epochs=args.epochs, lr=args.lr)
-    png = plot_heatmap(results, osp.join(args.work_dir, 'sweep.png'))
+                        pool=args.pool, epochs=args.epochs, lr=args.lr,
+                        weight_decay=args.weight_decay, keyed=args.keyed)
+    png = plot_heatmap(results, osp.join(results.folder, 'sweep.png'))
     best = max(results, key=results.get)
     print(f'best: block {best[0]}, t={best[1]}: {results[best]:.2f}% top-1')
-    print(f'wrote {osp.join(args.work_dir, "sweep.csv")} and {png}')
+    print(f'wrote {osp.join(results.folder, "sweep.csv")} and {png}')
 
 
 if __name__ == '__main__':
