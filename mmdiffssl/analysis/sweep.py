@@ -133,15 +133,12 @@ def _jsonable(value):
 
 
 def weights_id(backbone_cfg):
-    """What fixes a backbone's weights: the checkpoint file's checksum (``'file:<blake2b>'``),
-    else a hash of the weights the config builds (random init, ``'weights:<blake2b>'``)."""
-    from mmdiffssl.datasets.feature_cache import file_checksum, weights_fingerprint
-    checkpoint = backbone_cfg.get('checkpoint')
-    if checkpoint:
-        if not osp.isfile(checkpoint):
-            raise FileNotFoundError(f'backbone checkpoint not found: {checkpoint}')
-        return 'file:' + file_checksum(checkpoint)
-    return weights_fingerprint(MODELS.build(dict(backbone_cfg)))
+    """What fixes a backbone's weights, for every family: its ``weights_fingerprint()`` (the
+    weights files' checksums, or the random init and its seed), from a shape-only build."""
+    from mmdiffssl.models.backbones.base import shapes_only
+    with shapes_only():
+        backbone = MODELS.build(dict(backbone_cfg))
+    return backbone.weights_fingerprint()
 
 
 def sweep_key(cfg, pool=2, epochs=30, lr=1e-2, weight_decay=0.0, batch_size=256, seed=0):

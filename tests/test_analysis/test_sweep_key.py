@@ -20,7 +20,7 @@ def unet_checkpoint(path, seed):
     from mmdiffssl.models.backbones import ADMBackbone
     arch = Config.fromfile(DEMO_CFG).model.backbone.arch
     unet = ADMBackbone(arch=dict(arch), blocks=(4, ), timesteps=(10, ), random_init='redraw',
-                       noise_seed=seed).unet
+                       init_seed=seed, prune=False).unet
     torch.save({'state_dict': {'unet.' + k: v for k, v in unet.state_dict().items()}}, path)
     return str(path)
 
