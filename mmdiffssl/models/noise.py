@@ -241,6 +241,18 @@ class DiffusionNoise(GeneratorStateMixin, nn.Module):
             self._eval_generator = None   # reseeded (with the rank read then) at first use
         return super().train(mode)
 
+    def stream_state(self):
+        """Where the 'fresh' streams stand (training draw count and generators, evaluation
+        generator), for :meth:`rewind` (DifFeed's second pass draws the first pass's noise)."""
+        return (self._draws, self.generator.get_state().clone(),
+                self.eval_generator.get_state().clone())
+
+    def rewind(self, state):
+        """Return the streams to a :meth:`stream_state`."""
+        self._draws = state[0]
+        self.generator.set_state(state[1])
+        self.eval_generator.set_state(state[2])
+
     @property
     def num_draws(self):
         """How many noise draws the features are averaged over."""

@@ -166,14 +166,6 @@ class DifFeedBackbone(BaseModule):
             out[dst] = layer(x)
         return out
 
-    def _noise_generators(self):
-        """The noise module's random generators ('fresh' mode draws from one of them: a
-        training and an evaluation generator); rewound between the two passes."""
-        noise = self.adm.noise
-        if noise.mode != 'fresh':
-            return []
-        return [g for g in vars(noise).values() if isinstance(g, torch.Generator)]
-
     def intermediates(self, x, keys=None):
         """Both passes; returns pass 2's ``{block: (T, B, C, H_b, W_b)}`` for ``blocks``.
 
@@ -181,12 +173,12 @@ class DifFeedBackbone(BaseModule):
             x (Tensor): ``(B, 3, H, W)`` in [-1, 1].
             keys (Tensor, optional): ``(B,)`` image keys for 'fixed' noise.
         """
-        generators = self._noise_generators()
-        states = [g.get_state() for g in generators]
+        noise = self.adm.noise
+        state = noise.stream_state() if noise.mode == 'fresh' else None
         with torch.no_grad():
             first = self.adm.intermediates(x, blocks=self.feedback_blocks, keys=keys)
-        for generator, state in zip(generators, states):
-            generator.set_state(state)  # pass 2 draws the very noise pass 1 drew
+        if state is not None:
+            noise.rewind(state)   # pass 2 draws the very noise pass 1 drew
         injections = self.feedback_features(first, x.shape[-2:])
         return self.adm.intermediates(x, injections=injections, keys=keys)
 
