@@ -137,7 +137,7 @@ def _run(cfg, log):
     weights = cfg.pretrained or f'random ({cfg.arch if isinstance(cfg.arch, str) else "custom"})'
     log(f'SD blocks {blocks} timesteps {timesteps} batch {cfg.batch} size {cfg.size} '
         f'device {device} weights {weights}')
-    backbone._check_image(torch.empty(1, 3, cfg.size, cfg.size))
+    backbone._check_image(torch.zeros(1, 3, cfg.size, cfg.size))
 
     generator = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     check = torch.Generator(device=device).manual_seed(cfg.seed + 2)
