@@ -64,14 +64,13 @@ def block_table_lines(cfg, size=None):
         backbone = MODELS.build(dict(cfg, blocks='all', prune=False))
         kept_always = MODELS.build(dict(cfg, blocks='all'))   # pruned: no output layers
     table = backbone.block_table
-    starts = [(row.module + '.', row.index) for row in table]
     network = backbone.network_attr + '.'
 
     def split(model):
         per_block, outside = {row.index: 0 for row in table}, 0
         for name, param in model.named_parameters():
             if name.startswith(network):
-                index = next((i for start, i in starts if name.startswith(start)), None)
+                index = table.block_of(name)
                 if index is None:
                     outside += param.numel()
                 else:

@@ -22,14 +22,13 @@ def block_layer_ids(backbone, prefix='backbone.'):
         ``num_layers = deepest_block + 1`` (the id of the layers that keep the full lr).
     """
     num_layers = backbone.deepest_block + 1
-    starts = [(row.module + '.', row.index) for row in backbone.block_table]
     network = backbone.network_attr + '.'
     ids = {}
     for name, _ in backbone.named_parameters():
         layer = num_layers
         if name.startswith(network):
-            layer = next((min(index, num_layers) for start, index in starts
-                          if name.startswith(start)), 0)
+            index = backbone.block_table.block_of(name)
+            layer = 0 if index is None else min(index, num_layers)
         ids[prefix + name] = layer
     return ids, num_layers
 

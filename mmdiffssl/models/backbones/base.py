@@ -116,6 +116,12 @@ class BlockTable(Sequence):
         """The row of a block given by number or name."""
         return self.rows[self.resolve(block)[0] - 1]
 
+    def block_of(self, name):
+        """Number of the block holding the backbone parameter or module ``name`` (a path in
+        the backbone, e.g. ``'unet.input_blocks.3.0.in_layers.2.weight'``); None outside
+        every block."""
+        return next((r.index for r in self.rows if name.startswith(r.module + '.')), None)
+
     def allowed(self):
         """What :meth:`resolve` accepts, in words."""
         return (f"block numbers 1..{len(self)}, module names ({', '.join(self._by_name)}), "
