@@ -53,6 +53,13 @@ def test_report_structure(pipeline_run):
     assert report['probes']['pixels']['cell'] is None
     for row in ('| samples |', '| real (held-out) |'):
         assert row in md
+    # a missed target adds held-out top-1 along the pretraining (checkpoints at 1 and 2 its)
+    if report['margin'] < 3:
+        assert [p[0] for p in report['curve']] == [1, 2] and '![curve](curve.png)' in md
+        assert all(0 <= p[2] <= 100 for p in report['curve'])
+        assert osp.getsize(osp.join(out, 'curve.png')) > 0
+    else:
+        assert report['curve'] is None and 'curve.png' not in md
 
 
 def test_accuracies_recomputed_by_mmpretrain(pipeline_run):
