@@ -21,9 +21,10 @@ at its best weight decay.
 
 The report (WORK_DIR/report.md, heatmap.png, samples.png, report.json, predictions.npz)
 is rewritten by every run; what it is made from is cached by content under WORK_DIR: the
-pretraining run (pretrain/<key>/, keyed by the resolved config and the data files), feature
-caches (feature_cache/, keyed by weights, arch, data and settings), the classifier
-(classifier/<key>.pth) and the samples (samples/<key>.npy, keyed by the checkpoint's bytes).
+pretraining run (pretrain/<key>/, keyed by the resolved config, the data files and the
+source of the training code), feature caches (feature_cache/, keyed by weights, arch, data
+and settings), the classifier (classifier/<key>.pth) and the samples (samples/<key>.npy,
+keyed by the checkpoint's bytes and the sampler's settings and source).
 A second run with nothing changed recomputes only the probe fits and the report.
 """
 import argparse
@@ -116,6 +117,15 @@ def data_fingerprint(data_root):
     return {name: file_checksum(osp.join(data_root, name)) for name in FILES}
 
 
+def code_fingerprint(*modules):
+    """Checksums of the source files of ``modules`` (dotted names): a cached result of older
+    code is not reused."""
+    import importlib
+
+    from mmdiffssl.models.backbones.base import file_checksum
+    return {name: file_checksum(importlib.import_module(name).__file__) for name in modules}
+
+
 def heldout_indices(args):
     return list(range(TRAIN_IMAGES - args.heldout, TRAIN_IMAGES))
 
@@ -154,7 +164,11 @@ def pretrain(args):
     one_thread()
     from mmdiffssl.apis import build_runner
     cfg = pretrain_config(args)
-    key = digest(dict(config=cfg.to_dict(), data=data_fingerprint(args.data)))
+    key = digest(dict(config=cfg.to_dict(), data=data_fingerprint(args.data),
+                      code=code_fingerprint('mmdiffssl.models.pretrainers.ddpm',
+                                            'mmdiffssl.models.ddpm_objective',
+                                            'mmdiffssl.models.diffusion',
+                                            'mmdiffssl.models.unets.adm')))
     work_dir = osp.join(args.work_dir, 'pretrain', key)
     ckpt = osp.join(work_dir, f'iter_{cfg.train_cfg.max_iters}.pth')
     done = osp.join(work_dir, 'done.json')
@@ -185,7 +199,9 @@ def sample(args, checkpoint):
     from mmdiffssl.utils.checkpoint import load_weights
     flags = adm_flags_from(Config.fromfile(PRETRAIN_CFG).model.arch)
     key = digest(dict(checkpoint=file_checksum(checkpoint), flags=flags, num=args.samples,
-                      steps=args.sample_steps, method='ddim', seed=0))
+                      steps=args.sample_steps, method='ddim', seed=0,
+                      code=code_fingerprint('mmdiffssl.models.sampling',
+                                            'mmdiffssl.models.unets.adm')))
     path = osp.join(args.work_dir, 'samples', key + '.npy')
     if osp.isfile(path):
         return path, True
@@ -255,7 +271,8 @@ def classifier(args, cfg):
     settings = dict(epochs=args.classifier_epochs, lr=2e-3, batch_size=128, seed=0, width=16,
                     images=args.classifier_train)
     key = digest(dict(settings, data=data_fingerprint(args.data),
-                      pipeline=cfg.train_dataloader.dataset.pipeline))
+                      pipeline=cfg.train_dataloader.dataset.pipeline,
+                      code=code_fingerprint('mmdiffssl.analysis.sample_quality')))
     path = osp.join(args.work_dir, 'classifier', key + '.pth')
     if osp.isfile(path):
         saved = torch.load(path, weights_only=True)
@@ -314,7 +331,6 @@ def select_and_test(args, train_y, held_y, cells, test, log):
 def probe_unet(args, cfg, backbone, log):
     """:func:`select_and_test` over the block x timestep grid of a frozen ADM backbone."""
     from mmdiffssl.analysis.sweep import cell_columns, cell_rows, sweep_datasets
-    from mmdiffssl.datasets import CachedFeatureDataset  # noqa: F401  (registers it)
     from mmengine.registry import DATASETS
     cfg = copy.deepcopy(cfg)
     cfg.model.backbone = backbone
@@ -352,15 +368,19 @@ def probe_pixels(args, cfg, log):
                            {None: lambda: (train_x.flatten(1), held_x.flatten(1))}, test, log)
 
 
-def curve(args, cfg, run, cell, weight_decay):
+def curve(args, cfg, run, cell, weight_decay, final_top1):
     """Held-out top-1 of the pretrained probe's cell for each checkpoint along the run:
-    ``[(iteration, minutes of pretraining, top1)]`` (shown when the target is missed)."""
+    ``[(iteration, minutes of pretraining, top1)]`` (shown when the target is missed); the
+    last checkpoint's is the heatmap's ``final_top1`` (the same probe on the same rows)."""
     from mmdiffssl.analysis import linear_probe
     from mmdiffssl.analysis.sweep import cell_rows, sweep_datasets
     work_dir, iters = osp.dirname(run['checkpoint']), run['settings']['iters']
     points = []
     for it in sorted({min(iters, k * math.ceil(iters / args.curve_points))
                       for k in range(1, args.curve_points + 1)}):
+        if it == iters:
+            points.append((it, run['wall_s'] / 60, final_top1))
+            continue
         probe_cfg = copy.deepcopy(cfg)
         probe_cfg.model.backbone = dict(cfg.model.backbone, checkpoint_prefix='unet.',
                                         checkpoint=osp.join(work_dir, f'iter_{it}.pth'))
@@ -424,8 +444,23 @@ def margin_of(summary):
     return min(summary['pretrained']['mean'] - summary[n]['mean'] for n in ('random', 'pixels'))
 
 
+def machine_record(argv):
+    """When, where and how this run was started (for the report)."""
+    import platform
+    import sys
+    cpu = platform.processor() or platform.machine()
+    if osp.isfile('/proc/cpuinfo'):
+        with open('/proc/cpuinfo') as f:
+            cpu = next((line.split(':', 1)[1].strip() for line in f
+                        if line.startswith('model name')), cpu)
+    return dict(date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), cpu=cpu,
+                cores=os.cpu_count(), load_start=os.getloadavg()[0], start=time.time(),
+                command=' '.join(['python', 'tools/pipeline.py'] + list(
+                    sys.argv[1:] if argv is None else argv)))
+
+
 def write_report(args, out, summary, probes, heatmap, samples, real, classifier_top1, timing,
-                 points):
+                 points, machine):
     from mmdiffssl.analysis import plot_heatmap
     run = timing['pretraining']['settings']
     names = dict(pretrained='pretrained U-Net (EMA)', random='random U-Net (re-drawn)',
@@ -440,6 +475,8 @@ def write_report(args, out, summary, probes, heatmap, samples, real, classifier_
                                                           heatmap.items()},
                   heatmap_best=list(best), samples=samples, real=real,
                   classifier_test_top1=classifier_top1, timing=timing, curve=points,
+                  machine=dict(machine, load_end=os.getloadavg()[0],
+                               wall_s=time.time() - machine['start']),
                   settings={k: v for k, v in vars(args).items()})
     with open(osp.join(out, 'report.json'), 'w') as f:
         json.dump(report, f, indent=1)
@@ -454,7 +491,10 @@ def write_report(args, out, summary, probes, heatmap, samples, real, classifier_
         f'on standardised features (each block pooled {POOL}x{POOL}), fitted on the first '
         f'{args.probe_train} training images; block, timestep and weight decay chosen on '
         f'{args.heldout} held-out training images; {args.seeds} seeds (mini-batch order); '
-        f'test set used once. One thread per lane, two lanes.', '',
+        f'test set used once.', '', f'Run: {machine["date"]} on {machine["cpu"]} '
+        f'({machine["cores"]} cores, load average {machine["load_start"]:.1f} at the start, '
+        f'{os.getloadavg()[0]:.1f} at the end), one thread per step, {args.jobs} '
+        f'process(es), {time.time() - machine["start"]:.0f} s wall: `{machine["command"]}`', '',
         '| features | chosen (held-out) | test top-1 (%), mean +- std | 95% interval |',
         '| --- | --- | --- | --- |']
     for name, s in summary.items():
@@ -482,7 +522,8 @@ def write_report(args, out, summary, probes, heatmap, samples, real, classifier_
                   '![curve](curve.png)', '', '| iteration | minutes | held-out top-1 (%) |',
                   '| --- | --- | --- |']
         lines += [f'| {it} | {minutes:.1f} | {top1:.2f} |' for it, minutes, top1 in points]
-    lines += ['', '## Time', '', '| step | wall (s) | CPU (s) | cached |', '| --- | --- | --- | --- |']
+    lines += ['', '## Time', '', '| step | wall (s) | CPU (s) | cached |',
+              '| --- | --- | --- | --- |']
     for name, t in timing.items():
         lines.append(f'| {name} | {t["wall_s"]:.0f} | {t.get("cpu_s", float("nan")):.0f} | '
                      f'{t.get("reused", False)} |')
@@ -508,6 +549,7 @@ class InlineExecutor:
 
 def main(argv=None):
     args = parse_args(argv)
+    machine = machine_record(argv)
     one_thread()
     from mmengine.registry import init_default_scope
 
@@ -572,10 +614,11 @@ def main(argv=None):
     points = None
     if margin_of(summary) < TARGET:
         log(f'margin below {TARGET:g} points: held-out top-1 along the pretraining')
-        points = curve(args, cfg, run, probes['pretrained']['cell'],
-                       probes['pretrained']['weight_decay'])
+        best = probes['pretrained']['cell']
+        points = curve(args, cfg, run, best, probes['pretrained']['weight_decay'],
+                       heatmap[best])
     headline = write_report(args, out, summary, probes, heatmap, samples, real,
-                            classifier_top1, timing, points)
+                            classifier_top1, timing, points, machine)
     log('done')
     print(headline)
     print(f'report: {osp.join(out, "report.md")} (heatmap.png, samples.png, report.json)')

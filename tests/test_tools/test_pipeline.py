@@ -39,6 +39,8 @@ def test_report_structure(pipeline_run):
         md = f.read()
     headline = re.search(r'^pretrained .* \(margin [+-][0-9.]+ points\)$', first, re.M)[0]
     assert headline in md and f'report: {osp.join(out, "report.md")}' in first
+    assert re.search(r'^Run: 20\d\d-\d\d-\d\d .* cores, load average .*`python '
+                     r'tools/pipeline.py --preset demo .*--jobs 1`$', md, re.M)
     for image in ('heatmap.png', 'samples.png'):
         assert f']({image})' in md and osp.getsize(osp.join(out, image)) > 0
     assert set(report['probes']) == {'pretrained', 'random', 'pixels'}
