@@ -24,7 +24,8 @@ class SmallClassifier(nn.Module):
     """A three-conv CNN for 1-channel 32x32 images in [-1, 1].
 
     Shapes: input ``(B, 1, 32, 32)`` (or ``(B, 3, 32, 32)``: the channels are averaged);
-    :meth:`features` ``(B, width * 2)``; ``forward`` ``(B, num_classes)`` logits.
+    :meth:`features` ``(B, width * 4)`` (the penultimate layer); ``forward``
+    ``(B, num_classes)`` logits.
     """
 
     def __init__(self, num_classes=10, width=16):
@@ -32,13 +33,13 @@ class SmallClassifier(nn.Module):
         self.body = nn.Sequential(
             nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(width, width * 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width * 2, width * 2, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(width * 2, num_classes)
+            nn.Conv2d(width * 2, width * 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(width * 2 * 4 * 4, width * 4), nn.ReLU())
+        self.fc = nn.Linear(width * 4, num_classes)
 
     def features(self, x):
-        if x.dim() != 4 or x.shape[1] not in (1, 3):
-            raise ValueError(f'SmallClassifier expects (B, 1 or 3, H, W) images, got '
+        if x.dim() != 4 or x.shape[1] not in (1, 3) or x.shape[2:] != (32, 32):
+            raise ValueError(f'SmallClassifier expects (B, 1 or 3, 32, 32) images, got '
                              f'{tuple(x.shape)}')
         return self.body(x.mean(1, keepdim=True))
 

@@ -43,17 +43,18 @@ def test_classifier_learns_and_scores_follow_their_definitions():
                                                                               None] * 1.0)
     model = train_classifier(images, labels, epochs=3, lr=5e-3, batch_size=32, width=4)
     probs, feats = classifier_outputs(model, images)
-    assert probs.shape == (256, 2) and feats.shape == (256, 8)
+    assert probs.shape == (256, 2) and feats.shape == (256, 16)
     assert (probs.argmax(1) == labels.numpy()).mean() > 0.95
     scores = score_images(model, images.expand(-1, 3, -1, -1), feats)   # 3 channels averaged
     assert scores['confidence'] == pytest.approx(probs.max(1).mean(), rel=1e-6)
     hist = np.bincount(probs.argmax(1), minlength=2) / 256
     assert scores['class_entropy'] == pytest.approx(-(hist * np.log(hist)).sum(), rel=1e-6)
-    assert scores['frechet'] == pytest.approx(0, abs=1e-6) and scores['num_images'] == 256
+    # the same images: 0 up to the round-off of a rank-deficient covariance (dead ReLUs)
+    assert scores['frechet'] == pytest.approx(0, abs=1e-4) and scores['num_images'] == 256
     one_class = score_images(model, images[labels == 1], feats)
     assert one_class['class_entropy'] < 0.1 and one_class['frechet'] > 0.01
 
 
 def test_classifier_rejects_bad_input():
-    with pytest.raises(ValueError, match=r'\(B, 1 or 3, H, W\)'):
+    with pytest.raises(ValueError, match=r'\(B, 1 or 3, 32, 32\)'):
         SmallClassifier()(torch.zeros(2, 2, 32, 32))
