@@ -134,7 +134,7 @@ def heldout_indices(args):
 def pretrain_config(args):
     """PRETRAIN_CFG with the flags given: data root, held-out split, iterations, batch, lr,
     EMA momentum."""
-    from mmdiffssl.apis import load_config
+    from cli_common import load_config
     cfg = load_config(PRETRAIN_CFG)
     cfg.train_dataloader.dataset.data_root = args.data
     cfg.train_dataloader.dataset.indices = TRAIN_IMAGES - args.heldout
@@ -162,7 +162,7 @@ def pretrain(args):
     """Lane A's first step: the EMA checkpoint of the pretraining run, reused when its key
     (resolved config + data files) has a finished run."""
     one_thread()
-    from mmdiffssl.apis import build_runner
+    from cli_common import build_runner
     cfg = pretrain_config(args)
     key = digest(dict(config=cfg.to_dict(), data=data_fingerprint(args.data),
                       code=code_fingerprint('mmdiffssl.models.pretrainers.ddpm',
@@ -230,7 +230,7 @@ def sample(args, checkpoint):
 
 # ---------------------------------------------------------------------------- lane B
 def probe_config(args):
-    from mmdiffssl.apis import load_config
+    from cli_common import load_config
     cfg = load_config(PROBE_CFG)
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[name].dataset.data_root = args.data
