@@ -28,7 +28,8 @@ from mmdiffssl.models.unets.diffusers_loading import (SD_SCHEDULER, check_pretra
 from mmdiffssl.utils.checkpoint import read_checkpoint_file
 
 from .base import ShapeSpec, jsonable, tensor_fingerprint, weights_skipped
-from .diffusers_unet_backbone import DiffusersBackbone, build_or_load, use_sdpa
+from .diffusers_unet_backbone import DiffusersBackbone, build_or_load
+from .latent_vae import build_vae, scaled_latents, vae_downsampling
 
 TEXT_TYPES = ('null', 'prompt', 'file', 'learned')
 STRIDE4_MODES = (None, 'vae', 'upsample')
@@ -141,12 +142,8 @@ class SDBackbone(DiffusersBackbone):
         self._setup_stride4(stride4)
 
     def _build_network(self):
-        self.vae = build_or_load('AutoencoderKL', self.pretrained, self.config, self.vae_config,
-                                 'vae', checkpoint=self._single_file)
-        self.vae.requires_grad_(False)
-        use_sdpa(self.vae)
-        self._stride_factor = 2**sum(bool(getattr(b, 'downsamplers', None))
-                                     for b in self.vae.encoder.down_blocks)
+        self.vae = build_vae(self.pretrained, self.config, self.vae_config, self._single_file)
+        self._stride_factor = vae_downsampling(self.vae)
         unet = build_or_load('UNet2DConditionModel', self.pretrained, self.config,
                              self.unet_config, 'unet', checkpoint=self._single_file)
         if unet.config.in_channels != self.vae.config.latent_channels:
@@ -318,6 +315,10 @@ class SDBackbone(DiffusersBackbone):
             shapes.insert(0, ShapeSpec(shapes[finest].channels, self._stride_factor // 2))
         return shapes
 
+    def _vae_autocast(self, device_type):
+        """Autocast context of the VAE encoder (the backbone's ``dtype``)."""
+        return self._autocast(device_type)
+
     def _check_input(self, x):
         if x.shape[1] != 3:
             raise ValueError(f'expected RGB images (B, 3, H, W), got shape {tuple(x.shape)}')
@@ -339,18 +340,11 @@ class SDBackbone(DiffusersBackbone):
             else:
                 handle = block.register_forward_hook(
                     lambda module, args, out: store.append(out))
-        grad = torch.is_grad_enabled() and x.requires_grad
         try:
-            with torch.set_grad_enabled(grad), self._autocast(x.device.type):
-                latents = self.vae.encode(x).latent_dist.mean
+            latents = scaled_latents(self.vae, x, self._vae_autocast(x.device.type))
         finally:
             if handle is not None:
                 handle.remove()
-        latents = latents.float()
-        shift = self.vae.config.get('shift_factor')
-        if shift is not None:
-            latents = latents - shift
-        latents = latents * self.scaling_factor
         return (latents, store[0].float()) if stride4 else latents
 
     def run_network(self, x_t, t_batch, blocks, injections=None):
