@@ -105,17 +105,17 @@ class DiTBackbone(LatentTransformerBackbone):
     @contextlib.contextmanager
     def given_class_labels(self, class_labels):
         """Use ``class_labels`` ``(B,)`` for the calls inside (``class_label='sample'``; other
-        modes ignore them)."""
-        if class_labels is not None:
-            if not torch.is_tensor(class_labels) or class_labels.dim() != 1 or \
-                    class_labels.is_floating_point():
-                raise ValueError('class_labels must be a (B,) integer tensor, got '
-                                 f'{class_labels!r}')
-            bad = class_labels[(class_labels < 0) | (class_labels > self.num_classes)]
-            if len(bad):
-                raise ValueError(f'class_labels {bad.tolist()} are outside [0, '
-                                 f'{self.num_classes}] (index {self.num_classes} is the null '
-                                 'class)')
+        modes ignore them); None keeps the labels of an enclosing call."""
+        if class_labels is None:
+            yield
+            return
+        if not torch.is_tensor(class_labels) or class_labels.dim() != 1 or \
+                class_labels.is_floating_point():
+            raise ValueError(f'class_labels must be a (B,) integer tensor, got {class_labels!r}')
+        bad = class_labels[(class_labels < 0) | (class_labels > self.num_classes)]
+        if len(bad):
+            raise ValueError(f'class_labels {bad.tolist()} are outside [0, {self.num_classes}] '
+                             f'(index {self.num_classes} is the null class)')
         previous, self._given_labels = self._given_labels, class_labels
         try:
             yield
