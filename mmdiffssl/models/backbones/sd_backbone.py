@@ -353,11 +353,17 @@ class SDBackbone(DiffusersBackbone):
             embeds = embeds.detach()
         context = embeds.expand(len(t_batch), -1, -1)
         maps_of = [b for b in blocks if b in self.attention_map_blocks]
-        feats, maps = self._run_blocks(x_t, t_batch, blocks, context, maps_of)
+        feats, maps = self._run_blocks(x_t, t_batch, blocks, context, maps_of,
+                                       self._added_conditions(x_t, len(t_batch)))
         tokens = list(self.attention_tokens)
         for block, probs in maps.items():
             feats[block] = torch.cat([feats[block].float(), probs[:, tokens]], dim=1)
         return feats
+
+    def _added_conditions(self, x_t, count):
+        """The U-Net's ``added_cond_kwargs`` for ``count`` latents like ``x_t`` (none for SD
+        1.x/2.x)."""
+        return None
 
     def forward(self, x):
         """``(B, 3, H, W)`` in [-1, 1] -> tuple of fused features (stride-4 level first)."""

@@ -1,7 +1,7 @@
 """The feature contract, for every registered diffusion backbone family (timm style).
 
 Each family is built on a tiny model in its real format (ADM flags with re-drawn weights; a
-Stable Diffusion folder, a ``UNet2DModel`` folder and a DiT folder in diffusers' layout) and every generic
+Stable Diffusion, an SDXL, a ``UNet2DModel`` and a DiT folder in diffusers' layout) and every generic
 feature runs through :class:`~mmdiffssl.models.backbones.DiffusionBackbone` alone: block
 table vs hooked module outputs, the resolvers, pruning with strict loading, the cache key,
 the feature and teacher caches, layer decay, DifFeed (or its one refusal), the block table
@@ -33,17 +33,20 @@ def folders(tmp_path_factory):
     from diffusers import DDPMScheduler, UNet2DModel
 
     from helpers.sd_tiny import TINY_DDPM, perturb_, write_tiny_sd
+    from helpers.sdxl_tiny import write_tiny_sdxl
     from helpers.transformer_tiny import write_tiny_dit
     root = tmp_path_factory.mktemp('families')
     sd = str(root / 'sd')
     write_tiny_sd(sd)
     dit = str(root / 'dit')
     write_tiny_dit(dit)
+    sdxl = str(root / 'sdxl')
+    write_tiny_sdxl(sdxl)
     ddpm = str(root / 'ddpm')
     torch.manual_seed(0)
     perturb_(UNet2DModel(**TINY_DDPM), scale=0.05).save_pretrained(osp.join(ddpm, 'unet'))
     DDPMScheduler(num_train_timesteps=1000).save_pretrained(osp.join(ddpm, 'scheduler'))
-    return dict(sd=sd, ddpm=ddpm, dit=dit)
+    return dict(sd=sd, ddpm=ddpm, dit=dit, sdxl=sdxl)
 
 
 def _adm(folders):
@@ -62,9 +65,13 @@ def _dit(folders):
     return dict(type='DiTBackbone', pretrained=folders['dit']), 64
 
 
+def _sdxl(folders):
+    return dict(type='SDXLBackbone', pretrained=folders['sdxl']), 64
+
+
 #: registered family -> (config without blocks/timesteps, input side)
 FAMILIES = {'ADMBackbone': _adm, 'SDBackbone': _sd, 'DiffusersUNetBackbone': _ddpm,
-            'DiTBackbone': _dit}
+            'DiTBackbone': _dit, 'SDXLBackbone': _sdxl}
 
 
 @pytest.fixture(params=sorted(FAMILIES))
