@@ -1,7 +1,8 @@
 """The feature contract, for every registered diffusion backbone family (timm style).
 
 Each family is built on a tiny model in its real format (ADM flags with re-drawn weights; a
-Stable Diffusion, an SDXL, a ``UNet2DModel`` and a DiT folder in diffusers' layout) and every generic
+Stable Diffusion, an SDXL, a ``UNet2DModel``, a DiT and a PixArt folder in diffusers'
+layout) and every generic
 feature runs through :class:`~mmdiffssl.models.backbones.DiffusionBackbone` alone: block
 table vs hooked module outputs, the resolvers, pruning with strict loading, the cache key,
 the feature and teacher caches, layer decay, DifFeed (or its one refusal), the block table
@@ -34,7 +35,7 @@ def folders(tmp_path_factory):
 
     from helpers.sd_tiny import TINY_DDPM, perturb_, write_tiny_sd
     from helpers.sdxl_tiny import write_tiny_sdxl
-    from helpers.transformer_tiny import write_tiny_dit
+    from helpers.transformer_tiny import write_text_file, write_tiny_dit, write_tiny_pixart
     root = tmp_path_factory.mktemp('families')
     sd = str(root / 'sd')
     write_tiny_sd(sd)
@@ -42,11 +43,15 @@ def folders(tmp_path_factory):
     write_tiny_dit(dit)
     sdxl = str(root / 'sdxl')
     write_tiny_sdxl(sdxl)
+    pixart = str(root / 'pixart')
+    write_tiny_pixart(pixart)
+    write_text_file(str(root / 'pixart_text.pt'))
     ddpm = str(root / 'ddpm')
     torch.manual_seed(0)
     perturb_(UNet2DModel(**TINY_DDPM), scale=0.05).save_pretrained(osp.join(ddpm, 'unet'))
     DDPMScheduler(num_train_timesteps=1000).save_pretrained(osp.join(ddpm, 'scheduler'))
-    return dict(sd=sd, ddpm=ddpm, dit=dit, sdxl=sdxl)
+    return dict(sd=sd, ddpm=ddpm, dit=dit, sdxl=sdxl, pixart=pixart,
+                pixart_text=str(root / 'pixart_text.pt'))
 
 
 def _adm(folders):
@@ -69,9 +74,14 @@ def _sdxl(folders):
     return dict(type='SDXLBackbone', pretrained=folders['sdxl']), 64
 
 
+def _pixart(folders):
+    return dict(type='PixArtBackbone', pretrained=folders['pixart'],
+                text=dict(type='file', path=folders['pixart_text'])), 64
+
+
 #: registered family -> (config without blocks/timesteps, input side)
 FAMILIES = {'ADMBackbone': _adm, 'SDBackbone': _sd, 'DiffusersUNetBackbone': _ddpm,
-            'DiTBackbone': _dit, 'SDXLBackbone': _sdxl}
+            'DiTBackbone': _dit, 'SDXLBackbone': _sdxl, 'PixArtBackbone': _pixart}
 
 
 @pytest.fixture(params=sorted(FAMILIES))
