@@ -10,7 +10,6 @@ blocks 1-4 (down, strides 1, 2, 4, 8), 5 (mid, stride 8) and 6-9 (up, strides 8,
 import os
 import os.path as osp
 
-from mmengine.registry import MODELS
 
 from mmdiffssl.models.unets.diffusers_blocks import (attention_parts, check_supported,
                                                      describe_blocks, forward_intermediates,
@@ -109,7 +108,6 @@ class DiffusersBackbone(DiffusionBackbone):
                                          added_cond_kwargs=added_cond_kwargs)
 
 
-@MODELS.register_module()
 class DiffusersUNetBackbone(DiffusersBackbone):
     """Features of a pixel-space diffusers ``UNet2DModel`` at chosen blocks and timesteps.
 
