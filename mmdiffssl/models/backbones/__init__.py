@@ -2,8 +2,8 @@
 
 Every diffusion family fills one contract, :class:`DiffusionBackbone` (block table,
 resolver, shapes, cache key). ``SDBackbone``, ``SDXLBackbone``, ``DiffusersUNetBackbone`` and
-the latent transformers (``DiTBackbone``, ``PixArtBackbone``) need the optional ``diffusers`` (``pip install
-.[sd]``); they import it when built.
+the latent transformers (``DiTBackbone``, ``PixArtBackbone``) need the optional ``diffusers``
+(``pip install .[sd]``); they import it when built.
 """
 from .adm_backbone import ADMBackbone
 from .base import BlockInfo, BlockTable, DiffusionBackbone, ShapeSpec
@@ -15,5 +15,5 @@ from .sd_backbone import SDBackbone
 from .sdxl_backbone import SDXLBackbone
 
 __all__ = ['ADMBackbone', 'BlockInfo', 'BlockTable', 'DiffusersBackbone', 'DiffusionBackbone',
-           'DiTBackbone',
-           'DiffusersUNetBackbone', 'PixArtBackbone', 'PixelBackbone', 'SDBackbone', 'SDXLBackbone', 'ShapeSpec']
+           'DiTBackbone', 'DiffusersUNetBackbone', 'PixArtBackbone', 'PixelBackbone',
+           'SDBackbone', 'SDXLBackbone', 'ShapeSpec']

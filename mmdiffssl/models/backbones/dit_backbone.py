@@ -28,7 +28,6 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
-from mmengine.registry import MODELS
 
 from mmdiffssl.models.unets.diffusers_loading import load_model, load_single_file
 from mmdiffssl.models.unets.dit_checkpoint import is_original_dit, original_to_diffusers
@@ -36,7 +35,6 @@ from mmdiffssl.models.unets.dit_checkpoint import is_original_dit, original_to_d
 from .transformer_backbone import LatentTransformerBackbone
 
 
-@MODELS.register_module()
 class DiTBackbone(LatentTransformerBackbone):
     """Features of DiT's transformer blocks on VAE latents, at chosen blocks and timesteps.
 

@@ -21,7 +21,6 @@ embeddings (:mod:`.transformer_backbone`); the resolution binning of diffusers' 
 import os.path as osp
 
 import torch
-from mmengine.registry import MODELS
 
 from mmdiffssl.utils.checkpoint import read_checkpoint_file
 
@@ -83,7 +82,6 @@ def encode_t5_prompt(folder, prompt='', max_length=120):
     return dict(prompt_embeds=embeds[0].float(), prompt_attention_mask=tokens.attention_mask[0])
 
 
-@MODELS.register_module()
 class PixArtBackbone(LatentTransformerBackbone):
     """Features of PixArt-α/Σ's transformer blocks on VAE latents.
 

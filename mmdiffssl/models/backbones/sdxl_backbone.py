@@ -24,7 +24,6 @@ import contextlib
 import os.path as osp
 
 import torch
-from mmengine.registry import MODELS
 
 from mmdiffssl.models.unets.diffusers_loading import (check_pretrained, component_dir,
                                                       hub_offline, import_transformers,
@@ -95,7 +94,6 @@ def encode_sdxl_prompt(encoders, prompt):
     return torch.cat(hidden, dim=-1).float(), out[0].float()
 
 
-@MODELS.register_module()
 class SDXLBackbone(SDBackbone):
     """Features of SDXL's U-Net on VAE latents (see the module docstring).
 
