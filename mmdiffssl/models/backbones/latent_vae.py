@@ -42,3 +42,21 @@ def scaled_latents(vae, x, autocast):
     if shift is not None:
         latents = latents - shift
     return latents * float(vae.config.scaling_factor)
+
+
+class LatentVAEMixin:
+    """What every VAE-latent backbone shares (put before the backbone base): the VAE never
+    trains, pretrained weights are reloaded from their files at construction (left out of
+    run checkpoints: the VAE always, the network when frozen), and the input is RGB."""
+
+    def _reloaded_modules(self):
+        if self.pretrained is None:
+            return ()
+        return ('vae', self.network_attr) if self.frozen else ('vae', )
+
+    def _always_frozen(self):
+        return ('vae.', )
+
+    def _check_input(self, x):
+        if x.shape[1] != 3:
+            raise ValueError(f'expected RGB images (B, 3, H, W), got shape {tuple(x.shape)}')

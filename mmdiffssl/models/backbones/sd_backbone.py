@@ -28,7 +28,7 @@ from mmdiffssl.utils.checkpoint import read_checkpoint_file
 
 from .base import ShapeSpec, jsonable, tensor_fingerprint, weights_skipped
 from .diffusers_unet_backbone import DiffusersBackbone, build_or_load
-from .latent_vae import build_vae, scaled_latents, vae_downsampling
+from .latent_vae import LatentVAEMixin, build_vae, scaled_latents, vae_downsampling
 
 TEXT_TYPES = ('null', 'prompt', 'file', 'learned')
 STRIDE4_MODES = (None, 'vae', 'upsample')
@@ -59,7 +59,7 @@ def load_embedding_file(path):
     return obj.reshape(1, *obj.shape[-2:]).float()
 
 
-class SDBackbone(DiffusersBackbone):
+class SDBackbone(LatentVAEMixin, DiffusersBackbone):
     """Features of Stable Diffusion's U-Net on VAE latents, at chosen blocks and timesteps.
 
     Args:
@@ -279,14 +279,6 @@ class SDBackbone(DiffusersBackbone):
                 raise ValueError(f"stride4='upsample' needs an output at stride "
                                  f'{self._stride_factor}; the blocks have strides {strides}')
 
-    def _reloaded_modules(self):
-        if self.pretrained is None:
-            return ()
-        return ('vae', 'unet') if self.frozen else ('vae', )
-
-    def _always_frozen(self):
-        return ('vae.', )
-
     @property
     def native_resolution(self):
         size = self.vae.config.get('sample_size')
@@ -316,10 +308,6 @@ class SDBackbone(DiffusersBackbone):
     def _vae_autocast(self, device_type):
         """Autocast context of the VAE encoder (the backbone's ``dtype``)."""
         return self._autocast(device_type)
-
-    def _check_input(self, x):
-        if x.shape[1] != 3:
-            raise ValueError(f'expected RGB images (B, 3, H, W), got shape {tuple(x.shape)}')
 
     def encode(self, x, stride4=False):
         """Scaled VAE latents of ``x`` (and the VAE's stride-4 feature with ``stride4``).

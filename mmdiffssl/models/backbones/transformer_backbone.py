@@ -45,7 +45,7 @@ from mmdiffssl.models.unets.diffusers_loading import (DDPM_SCHEDULER, check_pret
 
 from .base import BlockInfo, jsonable
 from .diffusers_unet_backbone import DiffusersBackbone, build_or_load, use_sdpa
-from .latent_vae import build_vae, scaled_latents, vae_downsampling
+from .latent_vae import LatentVAEMixin, build_vae, scaled_latents, vae_downsampling
 
 FEATURE_VARIANTS = ('raw', 'modulated')
 TRANSFORMER_FEATURES = {
@@ -60,7 +60,7 @@ def tokens_to_map(tokens, height, width):
     return tokens.transpose(1, 2).unflatten(-1, (height, width))
 
 
-class LatentTransformerBackbone(DiffusersBackbone):
+class LatentTransformerBackbone(LatentVAEMixin, DiffusersBackbone):
     """Features of a latent diffusion transformer at chosen blocks and timesteps (abstract).
 
     Args:
@@ -216,22 +216,10 @@ class LatentTransformerBackbone(DiffusersBackbone):
         """The family's conditioning, for :meth:`cache_key`."""
         return {}
 
-    def _reloaded_modules(self):
-        if self.pretrained is None:
-            return ()
-        return ('vae', 'transformer') if self.frozen else ('vae', )
-
-    def _always_frozen(self):
-        return ('vae.', )
-
     @property
     def native_resolution(self):
         size = self.transformer.config.get('sample_size')
         return int(size) * self._stride_factor if isinstance(size, int) else None
-
-    def _check_input(self, x):
-        if x.shape[1] != 3:
-            raise ValueError(f'expected RGB images (B, 3, H, W), got shape {tuple(x.shape)}')
 
     def encode(self, x):
         """Scaled VAE latents ``(B, 4, H/8, W/8)`` float32 (:func:`scaled_latents`)."""
