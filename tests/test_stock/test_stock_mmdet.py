@@ -37,6 +37,7 @@ def trained(tmp_path_factory):
     return config, checkpoint, release, osp.join(root, 'images', '0.png')
 
 
+@pytest.mark.slow
 def test_mmdet_test_tool_evaluates_and_draws_the_release(trained, tmp_path):
     config, _, release, _ = trained
     work = str(tmp_path / 'work')
