@@ -110,7 +110,9 @@ def sha256sum(path):
 def publish(in_file, out_file):
     """Write the release of ``in_file`` as ``<out_file stem>-<sha256[:8]>.pth``; return it."""
     from mmdiffssl.utils.checkpoint import read_checkpoint_file
-    checkpoint = read_checkpoint_file(in_file)   # mmengine's objects allow-listed, safely
+    from mmdiffssl.utils.compat import allow_mmengine_checkpoints
+    allow_mmengine_checkpoints()                 # the message hub's HistoryBuffer, numpy
+    checkpoint = read_checkpoint_file(in_file)   # safe loading otherwise
     dropped = sorted(set(checkpoint) - set(RELEASE_KEYS)) if isinstance(checkpoint, dict) else []
     release = release_checkpoint(checkpoint)
     folder = osp.dirname(osp.abspath(out_file))

@@ -9,7 +9,6 @@ it the train loop's iteration only where a train loop was built (validation duri
 The segmentation schedules (``configs/_base_/schedules/segmentation_adamw-80k.py``) use it.
 """
 from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
 from mmengine.runner import BaseLoop
 
 
@@ -21,7 +20,6 @@ class _StepOf:
         self.iter = loop.iter if isinstance(loop, BaseLoop) else 0
 
 
-@HOOKS.register_module()
 class StandaloneSegVisualizationHook(Hook):
     """``SegVisualizationHook`` (mmseg) that never builds the train dataloader.
 

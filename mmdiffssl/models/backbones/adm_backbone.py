@@ -4,7 +4,6 @@ from collections.abc import Mapping
 
 import torch
 import torch.utils.checkpoint as torch_checkpoint
-from mmengine.registry import MODELS
 
 from mmdiffssl.models.diffusion import DiffusionSchedule
 from mmdiffssl.models.unets import adm_flags_from, build_adm_unet
@@ -23,7 +22,6 @@ ADM_FEATURES = {
 }
 
 
-@MODELS.register_module()
 class ADMBackbone(DiffusionBackbone):
     """Features of a guided-diffusion U-Net at chosen blocks and timesteps.
 
