@@ -47,6 +47,18 @@ def test_mmdet_test_tool_evaluates_and_draws_the_release(trained, tmp_path):
     assert [osp.basename(p) for p in drawn_pngs(work)] == ['0.png', '1.png']
 
 
+@pytest.mark.slow
+def test_mmdet_train_tool_resumes_a_run_checkpoint(trained, tmp_path):
+    """--resume with safe loading on: the model is built (allow-listing mmengine's
+    checkpoint objects) before the run checkpoint is read."""
+    config, checkpoint, _, _ = trained
+    work = str(tmp_path / 'work')
+    log = run_tool([stock_tool('mmdet', 'train'), config, '--work-dir', work, '--resume',
+                    checkpoint, '--cfg-options', f'train_cfg.max_epochs={ITERS + 1}'], env=ENV)
+    assert f'resumed epoch: {ITERS}' in log, log[-3000:]
+    assert osp.isfile(osp.join(work, f'epoch_{ITERS + 1}.pth'))
+
+
 DET_APIS = """
 import json, sys
 import numpy as np, torch
