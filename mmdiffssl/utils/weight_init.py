@@ -50,8 +50,8 @@ def redraw_parameters_(module: nn.Module,
             elif isinstance(submodule, nn.Embedding):
                 kinds[id(param)] = 'embedding'
     for param in module.parameters():
-        noise = torch.randn(param.shape, generator=generator,
-                            dtype=torch.float32)
+        noise = torch.randn(param.shape, generator=generator, dtype=torch.float32,
+                            device='cpu')  # also under a default-device context
         kind = kinds.get(id(param))
         if kind == 'norm_weight':
             value = 1 + std * noise

@@ -64,10 +64,13 @@ class BenchmarkConfig(CommonBenchmarkConfig):
     channels: Optional[int] = None
     compile: bool = False
     compile_mode: Optional[str] = None
+    compile_backend: Optional[str] = None
     cuda_graphs: bool = False
     checkpoint: Optional[str] = None
     class_label: Optional[int] = None
     cudnn_benchmark: bool = False
+    build_on_device: bool = False
+    profile_iters: int = 0
 
 
 def resolve_flags(arch, channels=None):
@@ -177,6 +180,25 @@ def time_side(run: Callable, make_batch: Callable, cfg: BenchmarkConfig, device)
         result['peak_mem_gib'] = torch.cuda.max_memory_allocated(device) / GIB
         result['static_mem_gib'] = static / GIB
     return result
+
+
+def profile_summary(run: Callable, make_batch: Callable, iters: int, device,
+                    rows: int = 25) -> str:
+    """``torch.profiler`` over ``iters`` more calls of ``run(batch)``: the table of the ops
+    that took the most device time (CPU time on a CPU). New pixels each call, drawn
+    inside the profiled region (``rand`` shows in the table)."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        activities.append(ProfilerActivity.CUDA)
+    _sync(device)
+    with profile(activities=activities) as prof:
+        for _ in range(iters):
+            out = run(make_batch())
+            del out
+        _sync(device)
+    sort = 'cuda_time_total' if device.type == 'cuda' else 'cpu_time_total'
+    return prof.key_averages().table(sort_by=sort, row_limit=rows)
 
 
 def cosine_per_block(a: dict, b: dict, timesteps) -> dict:
@@ -301,12 +323,16 @@ def _run_benchmark(cfg, log):
 
     compile_arg = False
     if cfg.compile:
-        compile_arg = {'mode': cfg.compile_mode} if cfg.compile_mode else True
+        compile_arg = {k: v for k, v in (('mode', cfg.compile_mode),
+                                         ('backend', cfg.compile_backend)) if v} or True
+    # build the models where they run (random weights are drawn on the CPU and copied)
+    on_device = torch.device(device) if cfg.build_on_device else contextlib.nullcontext()
     build = dict(arch=flags, checkpoint=cfg.checkpoint, blocks=resolve_blocks(flags, cfg.blocks),
                  timesteps=cfg.timesteps, noise=cfg.noise, noise_seed=cfg.seed,
                  class_label=class_label if flags['class_cond'] else None, dtype=cfg.dtype,
                  random_init='redraw', init_seed=cfg.seed)
-    backbone = ADMBackbone(**build, compile=compile_arg, cuda_graphs=cfg.cuda_graphs).eval()
+    with on_device:
+        backbone = ADMBackbone(**build, compile=compile_arg, cuda_graphs=cfg.cuda_graphs).eval()
     blocks, timesteps = backbone.blocks, backbone.timesteps
     weights = 'loaded from ' + cfg.checkpoint if cfg.checkpoint else \
         f're-drawn (redraw_parameters_, seed {cfg.seed})'
@@ -336,9 +362,12 @@ def _run_benchmark(cfg, log):
     log(f'ours: {cfg.dtype}{" compiled" if cfg.compile else ""}: first call'
         f'{" (compiles)" if cfg.compile else ""}, {cfg.warmup} warm-up, {cfg.iters} timed')
     ours = time_side(run_ours, make_batch, cfg, device)
+    if cfg.profile_iters:
+        ours['profile'] = profile_summary(run_ours, make_batch, cfg.profile_iters, device)
     with _eager(backbone), torch.no_grad():
         _, flops, per_op = count_flops(backbone.intermediates, make_batch())
     side_stats(ours, flops, per_op, cfg.batch, dtype=cfg.dtype, compile=cfg.compile,
+               pruned=backbone.pruned,
                forwards_per_batch=1, images_per_forward=cfg.batch * len(timesteps),
                meta_gflop_per_image=adm_flops(flags, size, blocks) * len(timesteps) / 1e9)
     with torch.no_grad(), _fixed_noise(backbone, cfg.seed):
@@ -353,10 +382,11 @@ def _run_benchmark(cfg, log):
 
     # ------------------------------------------------------------------ reference
     if cfg.reference:
-        ref = GuidedDiffusionReference(flags, blocks, backbone.block_table,
-                                       fp16=ref_dtype == 'fp16', class_label=class_label)
-        # the same weights, unpruned (ours drops the blocks it never runs)
-        full = ADMBackbone(**build, prune=False).unet.state_dict()
+        with on_device:
+            ref = GuidedDiffusionReference(flags, blocks, backbone.block_table,
+                                           fp16=ref_dtype == 'fp16', class_label=class_label)
+            # the same weights, unpruned (ours drops the blocks it never runs)
+            full = ADMBackbone(**build, prune=False).unet.state_dict()
         ref.model.load_state_dict(full, strict=True)
         del full
         ref.to(device)

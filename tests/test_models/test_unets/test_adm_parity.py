@@ -443,3 +443,15 @@ def test_redraw_is_deterministic_and_complete():
         assert param.any(), name
     assert not torch.equal(first_params['out.0.weight'],
                            torch.ones_like(first_params['out.0.weight']))
+
+
+def test_redraw_under_a_default_device_context_draws_on_the_cpu():
+    """Models built under ``with torch.device('cuda')`` (tools/device/speed.py) are re-drawn
+    from the CPU generator: the samples must not follow the default device (meta here)."""
+    module = torch.nn.Conv2d(2, 3, 3)
+    expected = redraw_parameters_(torch.nn.Conv2d(2, 3, 3), torch.Generator().manual_seed(1))
+    with torch.device('meta'):
+        redraw_parameters_(module, torch.Generator().manual_seed(1))
+    assert module.weight.device.type == 'cpu'
+    assert torch.equal(module.weight, expected.weight)
+    assert torch.equal(module.bias, expected.bias)

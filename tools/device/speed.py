@@ -1,0 +1,245 @@
+"""Device run 1 (issue 21): ADM feature-extraction speed and memory, ours vs guided-diffusion.
+
+Run by ``tools/device/speed.sh`` (see ``tools/device/README.md``)::
+
+    python tools/device/speed.py --out $OUT [--deadline-s 200]
+    python tools/device/speed.py --smoke --out /tmp/speed   # CPU, tiny arch, same path
+
+A preflight (imports, one tiny forward on the device with the models built there), then
+the rows of :data:`ROWS` in priority order, each measured by ``benchmarks.run_benchmark``
+(ours and the reference in this process) and written to ``--out`` as soon as it finishes;
+no row starts after ``--deadline-s`` seconds. Files in ``--out`` (at most 8 come back
+from the device):
+
+- ``preflight.json``: versions, device, the tiny forward's output shape and time;
+- ``results.json``: every finished row's full result (rewritten after each row);
+- ``summary.md``: one table line per row against the targets;
+- ``logs.tar.gz``: ``log.txt``, each row's JSON and its ``torch.profiler`` summary of our
+  side (``ROW_profile.txt``; the summary marks the rows that miss a target).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+import tarfile
+import tempfile
+import time
+import traceback
+
+import torch
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/: benchmarks
+
+from benchmarks.speed import BenchmarkConfig, run_benchmark  # noqa: E402
+
+# (name, blocks, timesteps, compile, target): priority order
+ROWS = (
+    ('block24_compiled', (24, ), (150, ), True, 'block24'),
+    ('full_compiled', 'all', (150, ), True, 'full'),
+    ('difformer_compiled', (19, 24, 30), (90, 150, 300), True, 'difformer'),
+    ('block24_eager', (24, ), (150, ), False, 'block24'),
+    ('full_eager', 'all', (150, ), False, 'full'),
+    ('difformer_eager', (19, 24, 30), (90, 150, 300), False, 'difformer'),
+)
+# ours / reference img/s at least (docs/benchmark.md); block 24's peak memory at most 1/3
+SPEED_TARGETS = dict(full=3.0, block24=10.0, difformer=4.0)
+MEMORY_TARGET = 1 / 3
+# the device run (issue 21) and the CPU smoke run of the same path
+SETTINGS = dict(
+    device=dict(channels=None, size=256, batch=64, dtype='bf16', iters=5, warmup=2,
+                check_images=4,
+                compile_backend=None, device='cuda', threads=None),
+    # fp32: bf16 autocast on a CPU without AVX-512 BF16 is about 20x slower
+    smoke=dict(channels=32, size=32, batch=2, dtype='fp32', iters=1, warmup=0,
+               check_images=1,
+               compile_backend='aot_eager', device='cpu', threads=1),
+)
+# adm-256-uncond narrowed to 32 channels, run at 32 px
+PREFLIGHT_ARCH = dict(preset='adm-256-uncond', num_channels=32, num_head_channels=8)
+
+
+class Recorder:
+    """Writes the files in ``out`` (and the logs folder ``logs``) as rows finish."""
+
+    def __init__(self, out, logs):
+        self.out, self.logs = out, logs
+        os.makedirs(out, exist_ok=True)
+        os.makedirs(logs, exist_ok=True)
+        self.rows = []
+        self._log = open(osp.join(logs, 'log.txt'), 'a')
+
+    def log(self, *parts):
+        line = ' '.join(str(p) for p in parts)
+        print(line, flush=True)
+        self._log.write(line + '\n')
+        self._log.flush()
+
+    def write_json(self, name, data, folder=None):
+        with open(osp.join(folder or self.out, name), 'w') as f:
+            json.dump(data, f, indent=2, default=str)
+
+    def add_row(self, row):
+        """Record a finished (or failed) row and rewrite results, summary and the tarball."""
+        profile = row.get('result', {}).get('ours', {}).pop('profile', None)
+        if profile:
+            with open(osp.join(self.logs, f"{row['name']}_profile.txt"), 'w') as f:
+                f.write(profile)
+        self.write_json(f"{row['name']}.json", row, self.logs)
+        self.rows.append(row)
+        self.write_json('results.json', self.rows)
+        with open(osp.join(self.out, 'summary.md'), 'w') as f:
+            f.write(summary(self.rows) + '\n')
+        self.tar()
+
+    def tar(self):
+        with tarfile.open(osp.join(self.out, 'logs.tar.gz'), 'w:gz') as tar:
+            tar.add(self.logs, arcname='logs')
+
+
+def verdict(result, target):
+    """The row's checks against the targets: ``{check: (value, limit, met)}``."""
+    ratio = result['ratio']
+    checks = dict(speed=(ratio['img_per_s'], SPEED_TARGETS[target],
+                         ratio['img_per_s'] >= SPEED_TARGETS[target]))
+    if target == 'block24' and ratio['peak_mem'] is not None:
+        checks['memory'] = (ratio['peak_mem'], MEMORY_TARGET, ratio['peak_mem'] <= MEMORY_TARGET)
+    return checks
+
+
+def _min_cos(agreement, key):
+    return min(v['min'] for v in agreement[key].values())
+
+
+def summary(rows):
+    """The rows as a markdown table against the targets."""
+    lines = ['Ours: ADMBackbone, autocast as the row says, unrun blocks pruned (`prune`); reference: '
+             'guided-diffusion as published (fp16 torso on a GPU, fp32 on a CPU).', '',
+             '| row | dtype | ours img/s | ref img/s | ours/ref (target) | ours / ref peak GiB '
+             '(ratio, target) | ours / ref TFLOP/s | ours 1st call s | cos ours vs fp32 / '
+             'fp32 vs ref | met |',
+             '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    for row in rows:
+        if 'error' in row:
+            lines.append(f"| {row['name']} | | failed: {row['error']} | | | | | | | |")
+            continue
+        res, checks = row['result'], row['checks']
+        ours, ref = res['ours'], res['reference']
+        speed = checks['speed']
+        mem = 'n/a'
+        if ours['peak_mem_gib'] is not None:
+            mem = f"{ours['peak_mem_gib']:.2f} / {ref['peak_mem_gib']:.2f} " \
+                  f"({res['ratio']['peak_mem']:.3f}"
+            mem += f", <= {MEMORY_TARGET:.3f})" if 'memory' in checks else ')'
+        met = ', '.join(f"{k} {'yes' if c[2] else 'NO'}" for k, c in checks.items())
+        cos = (f"{_min_cos(res['agreement'], 'ours_vs_ours_fp32'):.6f} / "
+               f"{_min_cos(res['agreement'], 'ours_fp32_vs_reference_fp32'):.6f}")
+        lines.append(
+            f"| {row['name']} | {ours['dtype']} | {ours['img_per_s']:.1f} | {ref['img_per_s']:.1f} | "
+            f"{speed[0]:.2f}x (>= {speed[1]:g}x) | {mem} | {ours['tflops']:.3g} / "
+            f"{ref['tflops']:.3g} | {ours['first_call_s']:.1f} | {cos} | {met} |")
+    return '\n'.join(lines)
+
+
+def preflight(rec, setting):
+    """Imports, versions and one tiny forward with the model built on the device."""
+    start = time.perf_counter()
+    info = dict(python=sys.version.split()[0], torch=torch.__version__, cuda=torch.version.cuda,
+                device=setting['device'])
+    import mmengine
+    import mmdiffssl
+    from benchmarks.reference import import_guided_diffusion
+    from mmdiffssl.models.backbones import ADMBackbone
+    import_guided_diffusion()
+    info.update(mmengine=mmengine.__version__, mmdiffssl=osp.dirname(mmdiffssl.__file__))
+    device = torch.device(setting['device'])
+    if device.type == 'cuda':
+        info['device_name'] = torch.cuda.get_device_name(device)
+    with torch.device(device):
+        backbone = ADMBackbone(arch=PREFLIGHT_ARCH, blocks=(24, ), random_init='redraw',
+                               dtype='bf16').eval()
+    x = torch.rand(2, 3, 32, 32, device=device) * 2 - 1
+    with torch.no_grad():
+        feats = backbone.intermediates(x)
+    feat = feats[24]  # (T=1, B, C, H, W)
+    if not torch.isfinite(feat).all():
+        raise RuntimeError('the preflight forward gave non-finite features')
+    info.update(param_device=str(next(backbone.parameters()).device),
+                feature_shape=list(feat.shape), feature_device=str(feat.device),
+                seconds=time.perf_counter() - start)
+    rec.write_json('preflight.json', info)
+    rec.log('preflight', json.dumps(info))
+    return info
+
+
+def run_rows(rec, setting, deadline_s, start, rows=ROWS):
+    """Each row in order until the deadline; a failing row is recorded and skipped."""
+    for name, blocks, timesteps, compile_, target in rows:
+        elapsed = time.perf_counter() - start
+        if elapsed > deadline_s:
+            rec.log(f'deadline: {elapsed:.0f} s > {deadline_s:.0f} s, not starting {name}')
+            rec.add_row(dict(name=name, error=f'not started (deadline {deadline_s:.0f} s)'))
+            continue
+        rec.log(f'== {name} (at {elapsed:.0f} s)')
+        cfg = BenchmarkConfig(
+            arch='adm-256-uncond', blocks=blocks, timesteps=timesteps,
+            compile=compile_, build_on_device=True, profile_iters=2,
+            command=f'tools/device/speed.py row {name}', **setting)
+        row_start = time.perf_counter()
+        try:
+            result = run_benchmark(cfg, log=rec.log)
+        except Exception as err:  # record it and go on with the next row
+            rec.log(traceback.format_exc())
+            rec.add_row(dict(name=name, error=f'{type(err).__name__}: {err}'[:300]))
+            continue
+        row = dict(name=name, target=target, seconds=time.perf_counter() - row_start,
+                   result=result, checks=verdict(result, target))
+        rec.add_row(row)
+        rec.log(summary([row]).splitlines()[-1])
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--out', default=os.environ.get('OUT') or 'work_dirs/device_speed',
+                        help='folder of the files that come back (default $OUT)')
+    parser.add_argument('--logs', help='folder of the logs that go into logs.tar.gz '
+                        '(default a new temporary folder)')
+    parser.add_argument('--smoke', action='store_true',
+                        help='CPU, narrowed arch, batch 2, aot_eager compile: the same path')
+    parser.add_argument('--rows', type=lambda v: v.split(','),
+                        help=f'comma-separated rows to run, in the order given '
+                        f'(default all: {",".join(r[0] for r in ROWS)})')
+    parser.add_argument('--deadline-s', type=float, default=200.0,
+                        help='start no row after this many seconds (default 200)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    start = time.perf_counter()
+    args = parse_args(argv)
+    setting = SETTINGS['smoke' if args.smoke else 'device']
+    logs = args.logs or tempfile.mkdtemp(prefix='speed_logs_')
+    rec = Recorder(args.out, logs)
+    try:
+        preflight(rec, setting)
+    except Exception as err:
+        rec.log(traceback.format_exc())
+        rec.write_json('preflight.json', dict(error=f'{type(err).__name__}: {err}'))
+        rec.tar()
+        return 1
+    rows = ROWS
+    if args.rows:
+        known = {r[0]: r for r in ROWS}
+        unknown = [r for r in args.rows if r not in known]
+        if unknown:
+            raise SystemExit(f'--rows: unknown {", ".join(unknown)}; rows are '
+                             f'{", ".join(known)}')
+        rows = [known[r] for r in args.rows]
+    run_rows(rec, setting, args.deadline_s, start, rows)
+    rec.log(f'done in {time.perf_counter() - start:.0f} s')
+    rec.tar()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
