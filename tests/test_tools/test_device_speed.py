@@ -35,6 +35,8 @@ def test_smoke_run_writes_the_files_that_come_back(tmp_path):
     cfg = row['result']['config']
     assert cfg['compile'] and cfg['compile_backend'] == 'aot_eager' and cfg['build_on_device']
     assert cfg['blocks'] == [24] and cfg['timesteps'] == [150] and cfg['batch'] == 2
+    assert cfg['checkpoint'].endswith('adm256_redrawn_seed0.pt')  # drawn once, saved
+    assert not osp.exists(cfg['checkpoint'])  # and removed at the end
     ours, ref = row['result']['ours'], row['result']['reference']
     assert ours['pruned'] and ours['img_per_s'] > 0 and ref['img_per_s'] > 0
     assert 'profile' not in ours  # moved into the logs
@@ -54,6 +56,7 @@ def test_smoke_run_writes_the_files_that_come_back(tmp_path):
         console = tar.extractfile('logs/console.txt').read().decode()
     assert 'aten::convolution' in profile and 'Torch-Compiled Region' in profile
     assert 'done in' in console and '== block24_compiled' in console
+    assert 'weights: re-drawn (seed 0) and saved' in console
 
 
 def test_no_row_starts_after_the_deadline(tmp_path):
@@ -77,3 +80,12 @@ def test_targets():
     assert not checks['speed'][2] and not checks['memory'][2]
     assert speed.verdict(fake_result(3.1, 0.9), 'full') == dict(speed=(3.1, 3.0, True))
     assert not speed.verdict(fake_result(3.9, None), 'difformer')['speed'][2]
+
+
+def test_a_row_that_would_end_after_the_limit_is_not_started():
+    assert speed.skip_reason(100, None, 1, deadline_s=200, limit_s=270) is None
+    assert speed.skip_reason(201, None, 1, 200, 270) == 'deadline 200 s'
+    # a compiled single-t row took 60 s: another fits at 200 s, a 3-t one (about 120 s) not
+    assert speed.skip_reason(200, (60, 1), 1, 250, 270) is None
+    assert speed.skip_reason(200, (60, 1), 3, 250, 270) == \
+        'would end at about 320 s > limit 270 s'

@@ -7,7 +7,8 @@ Run by ``tools/device/speed.sh`` (see ``tools/device/README.md``)::
 
 A preflight (imports, one tiny forward on the device with the models built there), then
 the rows of :data:`ROWS` in priority order, each measured by ``benchmarks.run_benchmark``
-(ours and the reference in this process) and written to ``--out`` as soon as it finishes;
+(ours and the reference in this process; both load the same re-drawn weights, drawn once
+by :func:`save_weights`) and written to ``--out`` as soon as it finishes;
 no row starts after ``--deadline-s`` seconds. Files in ``--out`` (at most 8 come back
 from the device):
 
@@ -21,17 +22,20 @@ import argparse
 import json
 import os
 import os.path as osp
+import shutil
 import sys
 import tarfile
 import tempfile
 import time
 import traceback
 
-import torch
+START = time.perf_counter()  # before torch's import: speed.sh's limit counts from here
+
+import torch  # noqa: E402
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/: benchmarks
 
-from benchmarks.speed import BenchmarkConfig, run_benchmark  # noqa: E402
+from benchmarks.speed import BenchmarkConfig, resolve_flags, run_benchmark  # noqa: E402
 
 # (name, blocks, timesteps, compile, target): priority order
 ROWS = (
@@ -172,18 +176,52 @@ def preflight(rec, setting):
     return info
 
 
-def run_rows(rec, setting, deadline_s, start, rows=ROWS):
-    """Each row in order until the deadline; a failing row is recorded and skipped."""
+def save_weights(setting, path, seed=0):
+    """adm-256-uncond (narrowed as ``setting`` says) re-drawn once on the device and saved
+    to ``path``: the rows load these weights instead of each drawing its 552M numbers twice
+    (ours and the reference's copy) on the CPU."""
+    from mmdiffssl.models.backbones import ADMBackbone
+    flags = resolve_flags('adm-256-uncond', setting['channels'])
+    with torch.device(setting['device']):
+        unet = ADMBackbone(arch=flags, blocks=(24, ), prune=False, random_init='redraw',
+                           init_seed=seed).unet
+    torch.save(unet.state_dict(), path)
+    return path
+
+
+def skip_reason(elapsed, last, timesteps, deadline_s, limit_s=None):
+    """Why a row is not started at ``elapsed`` s (None: start it). ``last``: ``(seconds,
+    timesteps)`` of the last finished row of its kind, or None."""
+    if elapsed > deadline_s:
+        return f'deadline {deadline_s:.0f} s'
+    if limit_s is not None and last is not None:
+        seconds, steps = last
+        end = elapsed + seconds * (1 + (timesteps - 1) / 2) / (1 + (steps - 1) / 2)
+        if end > limit_s:
+            return f'would end at about {end:.0f} s > limit {limit_s:.0f} s'
+    return None
+
+
+def run_rows(rec, setting, deadline_s, start, rows=ROWS, checkpoint=None, limit_s=None):
+    """Each row in order; a failing row is recorded and skipped.
+
+    No row starts after ``deadline_s`` (seconds since ``start``), nor one that would likely
+    end after ``limit_s``: its guess is the last finished row of the same kind (compiled or
+    eager), scaled by 1 + (timesteps - 1) / 2 (the reference runs one forward per
+    timestep) (:func:`skip_reason`).
+    """
+    last = {}  # compiled? -> (seconds, timesteps) of the last finished row of that kind
     for name, blocks, timesteps, compile_, target in rows:
         elapsed = time.perf_counter() - start
-        if elapsed > deadline_s:
-            rec.log(f'deadline: {elapsed:.0f} s > {deadline_s:.0f} s, not starting {name}')
-            rec.add_row(dict(name=name, error=f'not started (deadline {deadline_s:.0f} s)'))
+        reason = skip_reason(elapsed, last.get(compile_), len(timesteps), deadline_s, limit_s)
+        if reason:
+            rec.log(f'not starting {name} at {elapsed:.0f} s: {reason}')
+            rec.add_row(dict(name=name, error=f'not started ({reason})'))
             continue
         rec.log(f'== {name} (at {elapsed:.0f} s)')
         cfg = BenchmarkConfig(
             arch='adm-256-uncond', blocks=blocks, timesteps=timesteps,
-            compile=compile_, build_on_device=True, profile_iters=2,
+            compile=compile_, build_on_device=True, profile_iters=2, checkpoint=checkpoint,
             command=f'tools/device/speed.py row {name}', **setting)
         row_start = time.perf_counter()
         try:
@@ -192,8 +230,10 @@ def run_rows(rec, setting, deadline_s, start, rows=ROWS):
             rec.log(traceback.format_exc())
             rec.add_row(dict(name=name, error=f'{type(err).__name__}: {err}'[:300]))
             continue
-        row = dict(name=name, target=target, seconds=time.perf_counter() - row_start,
-                   result=result, checks=verdict(result, target))
+        seconds = time.perf_counter() - row_start
+        last[compile_] = (seconds, len(timesteps))
+        row = dict(name=name, target=target, seconds=seconds, result=result,
+                   checks=verdict(result, target))
         rec.add_row(row)
         rec.log(summary([row]).splitlines()[-1])
 
@@ -211,11 +251,14 @@ def parse_args(argv=None):
                         f'(default all: {",".join(r[0] for r in ROWS)})')
     parser.add_argument('--deadline-s', type=float, default=200.0,
                         help='start no row after this many seconds (default 200)')
+    parser.add_argument('--limit-s', type=float, default=270.0,
+                        help='start no row likely to end after this many seconds (the hard '
+                        'limit speed.sh kills the run at; default 270)')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
-    start = time.perf_counter()
+    start = START
     args = parse_args(argv)
     setting = SETTINGS['smoke' if args.smoke else 'device']
     logs = args.logs or tempfile.mkdtemp(prefix='speed_logs_')
@@ -235,7 +278,13 @@ def main(argv=None):
             raise SystemExit(f'--rows: unknown {", ".join(unknown)}; rows are '
                              f'{", ".join(known)}')
         rows = [known[r] for r in args.rows]
-    run_rows(rec, setting, args.deadline_s, start, rows)
+    weights = tempfile.mkdtemp(prefix='speed_weights_')
+    try:
+        checkpoint = save_weights(setting, osp.join(weights, 'adm256_redrawn_seed0.pt'))
+        rec.log(f'weights: re-drawn (seed 0) and saved at {time.perf_counter() - start:.0f} s')
+        run_rows(rec, setting, args.deadline_s, start, rows, checkpoint, args.limit_s)
+    finally:
+        shutil.rmtree(weights)
     rec.log(f'done in {time.perf_counter() - start:.0f} s')
     rec.tar()
     return 0

@@ -21,9 +21,10 @@ if [ -n "$WHEELS" ] && ls "$WHEELS"/*.whl >/dev/null 2>&1; then
     export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD:$PWD/tools${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-args=(--out "$OUT" --logs "$LOGS")
+LIMIT_S=${LIMIT_S:-270}
+args=(--out "$OUT" --logs "$LOGS" --limit-s "$LIMIT_S")
 [ -n "$SMOKE" ] && args+=(--smoke)
-timeout -k 10 "${LIMIT_S:-270}" "$PYTHON" tools/device/speed.py "${args[@]}" "$@" 2>&1 \
+timeout -k 10 "$LIMIT_S" "$PYTHON" tools/device/speed.py "${args[@]}" "$@" 2>&1 \
     | tee "$LOGS/console.txt"
 rc=$?
 # again after the run: a run stopped by the timeout still brings its console log back
