@@ -58,6 +58,7 @@ LAZY_REGISTRATIONS = {
     HOOKS: {
         'TimestepPolicyHook': 'mmdiffssl.engine.timestep_policy_hook',
         'PretrainedInitCheckHook': 'mmdiffssl.engine.pretrained_check_hook',
+        'StandaloneSegVisualizationHook': 'mmdiffssl.engine.seg_visualization_hook',
     },
     OPTIM_WRAPPER_CONSTRUCTORS: {
         'LayerDecayOptimWrapperConstructor': 'mmdiffssl.engine.layer_decay_constructor',
