@@ -379,3 +379,35 @@ def test_per_image_label_errors_of_the_backbone():
     unconditional = MODELS.build(copy.deepcopy(TEACHER))
     with pytest.raises(ValueError, match='per_image'):
         unconditional.intermediates_at(x, t, labels=torch.tensor([3, 7]))
+
+
+def test_tiny_imagenet_config_is_the_reference_recipe():
+    """The Tiny-ImageNet stage-one config: OpenAI's class-conditional 64x64 ADM fed each
+    image's label, the reference's tap (768 x 8 x 8, checked on the full-size arch on the meta
+    device), all 1000 timesteps, no entropy bonus or baseline, the aux MLP, EMA, and
+    RandomResizedCrop down to 8% of the area."""
+    from mmengine.config import Config
+    from mmengine.registry import TRANSFORMS
+
+    from conftest import ROOT
+    cfg = Config.fromfile(f'{ROOT}/configs/repfusion/'
+                          'repfusion-learned-t_adm-64_resnet18_4xb32-200e_tiny-imagenet-64px.py')
+    model = cfg.model
+    assert model.teacher.arch == 'adm-64-cond' and model.teacher.class_label == 'per_image'
+    assert model.teacher_tap == 'middle_block.2.out_layers.3'
+    assert model.teacher_class_wnids.endswith('tiny-imagenet-200/wnids.txt')
+    assert model.aux_hidden_layers == 2
+    policy = MODELS.build(model.timestep_policy)
+    assert policy.candidates() == tuple(range(1000))
+    assert policy.entropy_coef == 0.0 and policy.baseline_momentum is None
+    assert any(h['type'] == 'EMAHook' and h['momentum'] == 0.001 for h in cfg.custom_hooks)
+    init_default_scope('mmpretrain')
+    with torch.device('meta'):
+        teacher = MODELS.build(dict(model.teacher, checkpoint=None, blocks=(),
+                                    taps=(model.teacher_tap, )))
+    assert teacher.unet.num_classes == 1000
+    shape, = teacher.tap_shapes()
+    assert (shape.channels, shape.stride) == (768, 8)
+    crop, = [t for t in cfg.train_pipeline if t['type'] == 'RandomResizedCrop']
+    with TRANSFORMS.switch_scope_and_registry('mmpretrain') as registry:
+        assert registry.build(crop).crop_ratio_range == (0.08, 1.0)
