@@ -53,7 +53,8 @@ class RepFusionDistiller(BaseModel):
             wnids (a text file, one per line, or a list), in any order; dataset label i is
             the i-th wnid in sorted order (as mmpretrain's ``CustomDataset`` numbers class
             folders) and reaches the teacher as that wnid's ImageNet-1k index
-            (:func:`~mmdiffssl.datasets.imagenet_indices`). Read at the first loss call.
+            (:func:`~mmdiffssl.datasets.imagenet_classes.dataset_to_imagenet_indices`). Read
+            at the first loss call.
         teacher_from_cache (bool): read the teacher's feature from each sample's
             ``teacher_feature`` (``TeacherFeatureDataset``, the ``teacher_cache`` config
             switch) instead of running the teacher; needs a ``FixedTimestep`` policy.
@@ -135,12 +136,12 @@ class RepFusionDistiller(BaseModel):
             self.aux_head = aux_classifier(teacher_channels, num_classes, aux_hidden_layers,
                                            aux_hidden_channels)
 
-        self.per_image_labels = getattr(self.teacher, 'class_label', None) == 'per_image'
+        self.per_image_labels = bool(self.teacher.needs_labels)
         if self.per_image_labels != (teacher_class_wnids is not None):
-            raise ValueError('teacher_class_wnids and a teacher with class_label=\'per_image\' '
-                             'go together: the wnids map dataset labels to the teacher\'s '
-                             f'classes (teacher class_label='
-                             f'{getattr(self.teacher, "class_label", None)!r}, '
+            raise ValueError('teacher_class_wnids and a teacher that takes per-image labels '
+                             "(class_label='per_image') go together: the wnids map dataset "
+                             "labels to the teacher's classes (the teacher "
+                             f"{'takes' if self.per_image_labels else 'takes no'} labels, "
                              f'teacher_class_wnids={teacher_class_wnids!r})')
         self.teacher_class_wnids = teacher_class_wnids
         self._teacher_class_table = None
