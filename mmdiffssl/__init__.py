@@ -1,19 +1,12 @@
-"""mmdiffssl: diffusion U-Nets as backbones for discriminative vision.
+"""mmdiffssl: diffusion models as backbones for discriminative vision.
 
-Importing the package registers its modules in mmengine's root registries, where the
-mmpretrain, mmdet and mmsegmentation registries (its children) find them by ``type=``.
-It needs only torch and mmengine; modules that use mmcv ops, mmdet or mmseg import them
-themselves.
+Importing the package registers every mmdiffssl name in mmengine's root registries
+(:mod:`mmdiffssl.registry`), where the mmpretrain, mmdet and mmsegmentation registries (its
+children) find them by ``type=``; each module is imported when a config first builds it.
+The import itself needs only torch and mmengine and imports no optional package.
 """
-from .utils.compat import allow_mmengine_checkpoints
+from .registry import register_all
 
-allow_mmengine_checkpoints()
-
-import importlib.util  # noqa: E402
-
-from . import datasets, engine, models  # noqa: E402,F401  (registers the modules)
-
-if importlib.util.find_spec('mmcv') is not None:  # data transforms build on mmcv's
-    from .datasets import transforms  # noqa: F401
+register_all()
 
 __version__ = '0.1.0'

@@ -1,4 +1,7 @@
-"""Shared fixtures: the repo root, the venv's python, Fashion-MNIST in a temp data root."""
+"""Shared fixtures: the repo root, the venv's python, Fashion-MNIST in a temp data root.
+
+``tools/`` is put on ``sys.path`` as the tools' own scripts have it, for ``cli_common``.
+"""
 import os
 import os.path as osp
 import subprocess
@@ -8,6 +11,7 @@ import pytest
 import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(ROOT, 'tools'))  # the tools' shared module, cli_common
 
 
 def run_tool(args, cwd=None, env=None, timeout=900):

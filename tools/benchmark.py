@@ -18,8 +18,8 @@ import os.path as osp
 import shlex
 import sys
 
-from mmdiffssl.benchmark import (BenchmarkConfig, SDBenchmarkConfig, format_table,
-                                 run_benchmark, run_sd_benchmark)
+from benchmarks import (BenchmarkConfig, SDBenchmarkConfig, format_table, run_benchmark,
+                        run_sd_benchmark)
 from mmdiffssl.models.unets import ADM_PRESETS
 from mmdiffssl.models.unets.diffusers_blocks import SD_ARCHS
 
@@ -97,7 +97,7 @@ def main(argv=None):
     sd = args.backbone == 'sd'
     arch = args.arch or ('sd-1.x' if sd else 'adm-256-uncond')
     if arch.lstrip().startswith('{'):
-        from mmdiffssl.apis.features import json_dict_argument
+        from cli_common import json_dict_argument
         arch = json_dict_argument(arch, '--arch', (
             'give a JSON dict of guided-diffusion flags (adm) or {"unet": {...}, "vae": {...}} '
             f'(sd), or a preset: {", ".join(SD_ARCHS if sd else ADM_PRESETS)}'))

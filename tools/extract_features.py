@@ -11,9 +11,9 @@ the image paths in row order.
 import argparse
 
 import torch
+from cli_common import arch_from_argument
 
 from mmdiffssl.apis import build_backbone
-from mmdiffssl.apis.features import arch_from_argument
 from mmdiffssl.apis.extraction import extract_folder
 
 

@@ -14,7 +14,9 @@ the backbone is built on the meta device. Strides are input size / feature size.
 """
 import argparse
 
-from mmdiffssl.apis.blocks import backbone_config, block_table_lines, tap_lines
+from cli_common import backbone_config
+
+from mmdiffssl.apis.blocks import block_table_lines, tap_lines
 
 
 def main():
@@ -25,7 +27,6 @@ def main():
     parser.add_argument('--taps', metavar='BLOCK',
                         help="list the tappable modules of this block (number or name)")
     args = parser.parse_args()
-    import mmdiffssl  # noqa: F401  (registers the backbones)
     cfg = backbone_config(args.arch)
     if args.taps is not None:
         block = int(args.taps) if args.taps.isdigit() else args.taps

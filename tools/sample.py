@@ -11,9 +11,9 @@ import argparse
 
 import numpy as np
 import torch
+from cli_common import arch_from_argument
 from PIL import Image
 
-from mmdiffssl.apis.features import arch_from_argument
 from mmdiffssl.models.ddpm_objective import DDPMObjective
 from mmdiffssl.models.diffusion import DiffusionSchedule
 from mmdiffssl.models.sampling import DiffusionSampler

@@ -10,9 +10,10 @@ import argparse
 import json
 import os.path as osp
 
-import mmdiffssl  # noqa: F401  (registers mmdiffssl's modules)
-from mmdiffssl.apis import add_runner_arguments, build_runner, enable_visualization, load_config
+from cli_common import add_runner_arguments, build_runner, enable_visualization, load_config
 from mmengine.dist import is_main_process
+
+import mmdiffssl  # noqa: F401  (registers mmdiffssl's modules)
 
 
 def parse_args():

@@ -6,7 +6,7 @@
 import argparse
 
 import mmdiffssl  # noqa: F401  (registers mmdiffssl's modules)
-from mmdiffssl.apis import add_runner_arguments, build_runner, enable_amp, load_config, set_resume
+from cli_common import add_runner_arguments, build_runner, enable_amp, load_config, set_resume
 
 
 def parse_args():

@@ -24,9 +24,11 @@ import torch
 import torch.nn.functional as F
 from mmengine.registry import DATASETS, MODELS
 
+from mmdiffssl.models.input_range import model_preprocessor
+
 CSV_FIELDS = ('block', 'timestep', 'top1')
 KEY_FILE = 'sweep_key.json'
-KEY_VERSION = 1
+KEY_VERSION = 2  # 2: data_preprocessor is the model's (typed), as the caches use it
 
 
 class SweepKeyMismatch(RuntimeError):
@@ -155,7 +157,7 @@ def sweep_key(cfg, pool=2, epochs=30, lr=1e-2, weight_decay=0.0, batch_size=256,
         version=KEY_VERSION,
         backbone=_jsonable(backbone),
         weights=weights_id(cfg.model.backbone),
-        data_preprocessor=_jsonable(cfg.get('data_preprocessor') or {}),
+        data_preprocessor=_jsonable(model_preprocessor(cfg)),
         train=_jsonable(cfg.train_dataloader.dataset),
         val=_jsonable(cfg.val_dataloader.dataset),
         probe=dict(pool=pool, epochs=epochs, lr=lr, weight_decay=weight_decay,
@@ -278,7 +280,7 @@ def sweep_datasets(cfg, blocks, timesteps, cache_root, pool):
     """The cached train and val feature datasets of a grid (filled on first use)."""
     backbone = dict(cfg.model.backbone, blocks=tuple(blocks), timesteps=tuple(timesteps),
                     fuse_timesteps='concat')
-    preprocessor = dict(cfg.get('data_preprocessor') or {}, type='mmpretrain.ClsDataPreprocessor')
+    preprocessor = model_preprocessor(cfg)
     return tuple(
         DATASETS.build(dict(type='CachedFeatureDataset', dataset=cfg[name].dataset,
                             backbone=backbone, data_preprocessor=preprocessor,

@@ -1,8 +1,4 @@
-"""Python entry points: running configs, building backbones and extracting features."""
+"""Python entry points: building backbones, extracting features, block tables."""
 from .features import build_backbone, extract_features, to_model_range
-from .runner import (add_runner_arguments, apply_feature_cache, apply_teacher_cache,
-                     build_runner, enable_amp, enable_visualization, load_config, set_resume)
 
-__all__ = ['build_backbone', 'extract_features', 'to_model_range', 'add_runner_arguments',
-           'apply_feature_cache', 'apply_teacher_cache', 'build_runner', 'enable_amp', 'enable_visualization',
-           'load_config', 'set_resume']
+__all__ = ['build_backbone', 'extract_features', 'to_model_range']

@@ -4,51 +4,9 @@ The table printed is the backbone's own :class:`~mmdiffssl.models.backbones.Bloc
 built on the meta device (:func:`~mmdiffssl.models.backbones.base.shapes_only`: no weights
 read), with each block's parameters and what a frozen run stopping at that block keeps.
 """
-import os.path as osp
-
 from mmengine.registry import MODELS
 
 from mmdiffssl.models.backbones.base import shapes_only
-
-#: Published Stable Diffusion archs printed by name.
-SD_NAMES = ('sd-1.x', 'sd-2.x')
-
-
-def backbone_config(arch):
-    """A backbone config for a preset name, JSON flags, a config file, a diffusers folder,
-    or ``sd-1.x`` / ``sd-2.x``.
-
-    Args:
-        arch (str): an ADM preset or JSON dict of guided-diffusion flags; a config file
-            (its ``model.backbone``, or ``model.teacher`` for RepFusion); a local diffusers
-            folder (a Stable Diffusion pipeline with ``unet/`` and ``vae/``, or a
-            ``UNet2DModel`` folder); or a published SD arch name.
-
-    Returns:
-        dict: the config, with ``type``.
-    """
-    if arch in SD_NAMES:
-        from mmdiffssl.models.unets.diffusers_blocks import SD_ARCHS
-        return dict(type='SDBackbone', unet_config=SD_ARCHS[arch]['unet'],
-                    vae_config=SD_ARCHS[arch]['vae'], text=dict(type='learned', num_tokens=77))
-    if osp.isdir(arch):
-        if osp.isfile(osp.join(arch, 'vae', 'config.json')):
-            return dict(type='SDBackbone', pretrained=arch)
-        return dict(type='DiffusersUNetBackbone', pretrained=arch)
-    if arch.endswith('.py'):
-        from mmengine.config import Config
-        if not osp.isfile(arch):
-            raise FileNotFoundError(f'config file not found: {arch}')
-        model = Config.fromfile(arch).get('model', {})
-        for key in ('backbone', 'teacher'):
-            cfg = model.get(key)
-            if isinstance(cfg, dict) and cfg.get('type') == 'DifFeedBackbone':
-                cfg = cfg['backbone']
-            if isinstance(cfg, dict) and 'type' in cfg:
-                return dict(cfg)
-        raise ValueError(f'{arch} has no model.backbone or model.teacher config')
-    from .features import arch_from_argument
-    return dict(type='ADMBackbone', arch=arch_from_argument(arch))
 
 
 def block_table_lines(cfg, size=None):

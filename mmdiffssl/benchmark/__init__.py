@@ -1,9 +1,5 @@
-"""Speed of feature extraction: FLOP counting and the ours-vs-reference benchmarks behind
-``tools/benchmark.py`` (ADM against guided-diffusion, SD against diffusers' full forward).
-Needs no mmcv; the ADM reference needs guided-diffusion-sdk, the SD side diffusers."""
+"""FLOP counting of diffusion forwards (the speed benchmarks themselves are in
+``tools/benchmarks/``, behind ``tools/benchmark.py``)."""
 from .flops import adm_flops, count_flops
-from .sd import SDBenchmarkConfig, run_sd_benchmark
-from .speed import BenchmarkConfig, format_table, resolve_flags, run_benchmark
 
-__all__ = ['adm_flops', 'count_flops', 'BenchmarkConfig', 'format_table', 'resolve_flags',
-           'run_benchmark', 'SDBenchmarkConfig', 'run_sd_benchmark']
+__all__ = ['adm_flops', 'count_flops']

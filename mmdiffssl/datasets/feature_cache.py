@@ -23,7 +23,7 @@ Reading is batched: torch's DataLoader hands a whole batch of indices to
 :meth:`CachedFeatureDataset.__getitems__`, which reads those rows with one indexing of the
 memory map into one tensor, takes the labels from an array gathered while the cache key was
 computed (no per-item ``get_data_info``), and builds each ``DataSample`` in one constructor
-call. With ``default_collate`` (which :func:`mmdiffssl.apis.apply_feature_cache` sets) the
+call. With ``default_collate`` (which :func:`mmdiffssl.engine.with_feature_cache` sets) the
 batch reaches the model as one ``(B, D, 1, 1)`` tensor.
 """
 import hashlib
@@ -153,7 +153,6 @@ def cache_layout(backbone_cfg, pool=None, input_size=None):
     return layout_of(backbone, pool, input_size)
 
 
-@DATASETS.register_module()
 class CachedFeatureDataset(Dataset):
     """Wraps a classification dataset; items are the cached backbone features of its images.
 
@@ -353,7 +352,6 @@ class CachedFeatureDataset(Dataset):
         return items
 
 
-@MODELS.register_module()
 class CachedFeatures(torch.nn.Module):
     """Stands in for a frozen backbone when features come from :class:`CachedFeatureDataset`.
 

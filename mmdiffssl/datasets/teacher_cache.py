@@ -15,7 +15,6 @@ from torch.utils.data import Dataset
 from .feature_cache import CachedFeatureDataset, sample_id
 
 
-@DATASETS.register_module()
 class TeacherFeatureDataset(Dataset):
     """An image dataset whose samples also carry the teacher's cached feature.
 

@@ -1,10 +1,8 @@
-"""Data transforms (registered in mmengine's root TRANSFORMS, found from every codebase)."""
+"""Data transforms (registered by name in mmengine's root TRANSFORMS: mmdiffssl.registry)."""
 import numpy as np
 from mmcv.transforms import BaseTransform
-from mmengine.registry import TRANSFORMS
 
 
-@TRANSFORMS.register_module()
 class GrayToRGB(BaseTransform):
     """Repeat a single-channel image to three channels.
 
@@ -24,7 +22,6 @@ class GrayToRGB(BaseTransform):
         return results
 
 
-@TRANSFORMS.register_module()
 class BoxBicubicResizeEdge(BaseTransform):
     """Resize the shorter side to ``scale`` as guided-diffusion (ADM) and the diffssl authors
     prepare ImageNet: while the shorter side is at least ``2 * scale``, halve both sides

@@ -1,14 +1,14 @@
-"""Training utilities: the layer-decay optimizer constructor, the timestep-policy hook and
-the check of ``Pretrained`` initialisation.
+"""Training utilities: the feature-cache runner, the layer-decay optimizer constructor, the
+timestep-policy hook and the check of ``Pretrained`` initialisation.
 
-``LayerDecayOptimWrapperConstructor`` (mmengine's root ``OPTIM_WRAPPER_CONSTRUCTORS``),
-``TimestepPolicyHook`` and ``PretrainedInitCheckHook`` (root ``HOOKS``) are found from the
-mmdet, mmseg and mmpretrain scopes.
-They need only torch and mmengine and are registered by ``import mmdiffssl``.
+All are found by ``type=`` (``runner_type=`` for the runner) from the mmdet, mmseg and
+mmpretrain scopes (:mod:`mmdiffssl.registry`); they need only torch and mmengine.
 """
+from .feature_cache_runner import FeatureCacheRunner, with_feature_cache, with_teacher_cache
 from .layer_decay_constructor import LayerDecayOptimWrapperConstructor, block_layer_ids
 from .pretrained_check_hook import PretrainedInitCheckHook, check_pretrained_init
 from .timestep_policy_hook import TimestepPolicyHook
 
-__all__ = ['LayerDecayOptimWrapperConstructor', 'block_layer_ids', 'TimestepPolicyHook',
+__all__ = ['FeatureCacheRunner', 'with_feature_cache', 'with_teacher_cache',
+           'LayerDecayOptimWrapperConstructor', 'block_layer_ids', 'TimestepPolicyHook',
            'PretrainedInitCheckHook', 'check_pretrained_init']

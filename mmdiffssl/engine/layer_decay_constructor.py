@@ -1,6 +1,5 @@
 """Layer-wise learning-rate decay over the blocks of a diffusion backbone (any family)."""
 from mmengine.optim import DefaultOptimWrapperConstructor
-from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 from mmdiffssl.models.backbones.base import DiffusionBackbone
 
@@ -33,7 +32,6 @@ def block_layer_ids(backbone, prefix='backbone.'):
     return ids, num_layers
 
 
-@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """mmengine's default constructor plus layer-wise lr decay over a diffusion backbone's
     blocks (any family: the block table says which parameters belong to which block).

@@ -16,7 +16,6 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmengine.registry import HOOKS
 
 
 def pretrained_inits(model):
@@ -101,7 +100,6 @@ def check_pretrained_init(model):
     return checked
 
 
-@HOOKS.register_module()
 class PretrainedInitCheckHook(Hook):
     """Runs :func:`check_pretrained_init` before the first training iteration.
 

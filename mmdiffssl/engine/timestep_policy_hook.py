@@ -5,10 +5,8 @@ import os.path as osp
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.registry import HOOKS
 
 
-@HOOKS.register_module()
 class TimestepPolicyHook(Hook):
     """For a model with a learned ``timestep_policy`` (``RepFusionDistiller``).
 

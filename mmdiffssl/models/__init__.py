@@ -1,12 +1,12 @@
-"""Models: U-Nets, noise, backbones, necks, heads, distillers, pretrainers (registered on import).
+"""Models: U-Nets, noise, backbones, necks, heads, distillers, pretrainers.
 
-Heads and classifiers register only when mmpretrain is installed, necks only with mmcv; the
-backbones, the distiller and the pretrainer need torch and mmengine alone.
+Importing this package imports none of its modules (they need mmengine.model, and heads
+need mmpretrain): the names below are imported on first access, and configs build them by
+``type=`` through :mod:`mmdiffssl.registry`.
 """
-from . import (backbones, classifiers, detectors, distillers, heads, necks,  # noqa: F401
-               pretrainers, segmentors)
-from .backbones import ADMBackbone, ShapeSpec
-from .distillers import RepFusionDistiller
-from .pretrainers import DDPMPretrainer
+from mmdiffssl.utils.lazy import lazy_attributes
 
-__all__ = ['ADMBackbone', 'ShapeSpec', 'DDPMPretrainer', 'RepFusionDistiller']
+_EXPORTS = {'ADMBackbone': 'backbones', 'ShapeSpec': 'backbones',
+            'DDPMPretrainer': 'pretrainers', 'RepFusionDistiller': 'distillers'}
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

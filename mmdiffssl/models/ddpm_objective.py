@@ -64,6 +64,10 @@ class DDPMObjective:
         self.sqrt_recip_abar = (1.0 / abar).sqrt()
         self.sqrt_recipm1_abar = (1.0 / abar - 1.0).sqrt()
         self.log_betas = betas.log()
+        # guided-diffusion's FIXED_LARGE variance of a model without learned sigma: the betas,
+        # with the posterior's first value at t = 1 (the posterior's own is 0 at t = 0).
+        self.fixed_large_log_variance = torch.log(
+            torch.cat([self.posterior_variance[1:2], betas[1:]]))
 
     @staticmethod
     def _take(table, t, like):
@@ -77,14 +81,32 @@ class DDPMObjective:
             self._take(self.posterior_mean_coef2, t, x_t) * x_t
         return mean, self._take(self.posterior_log_variance_clipped, t, x_t)
 
-    def predicted_posterior(self, eps, var_values, x_t, t):
-        """Mean, log-variance and x0 prediction of p(x_{t-1} | x_t) (no clipping)."""
-        min_log = self._take(self.posterior_log_variance_clipped, t, x_t)
-        max_log = self._take(self.log_betas, t, x_t)
-        frac = (var_values + 1) / 2
-        log_variance = frac * max_log + (1 - frac) * min_log
+    def predicted_posterior(self, eps, var_values, x_t, t, clip_x0=False):
+        """Mean, log-variance and x0 prediction of p(x_{t-1} | x_t).
+
+        Args:
+            eps (Tensor): predicted noise, shaped as ``x_t``.
+            var_values (Tensor | None): the model's variance values in [-1, 1] (learned
+                sigma: they interpolate between the clipped posterior and the beta
+                log-variance), or None for the fixed large variance.
+            x_t (Tensor): ``(B, C, H, W)`` noised images; ``t``: ``(B,)`` timesteps.
+            clip_x0 (bool): clamp the x0 prediction to [-1, 1] before the mean (sampling's
+                ``clip_denoised``); the loss uses it unclipped.
+
+        Returns:
+            tuple: mean, log-variance and x0 prediction, each shaped as ``x_t``.
+        """
+        if var_values is None:
+            log_variance = self._take(self.fixed_large_log_variance, t, x_t)
+        else:
+            min_log = self._take(self.posterior_log_variance_clipped, t, x_t)
+            max_log = self._take(self.log_betas, t, x_t)
+            frac = (var_values + 1) / 2
+            log_variance = frac * max_log + (1 - frac) * min_log
         pred_x0 = self._take(self.sqrt_recip_abar, t, x_t) * x_t - \
             self._take(self.sqrt_recipm1_abar, t, x_t) * eps
+        if clip_x0:
+            pred_x0 = pred_x0.clamp(-1, 1)
         mean, _ = self.q_posterior(pred_x0, x_t, t)
         return mean, log_variance, pred_x0
 

@@ -45,6 +45,7 @@ from mmengine.registry import MODELS
 from torch import nn
 
 from mmdiffssl.models.backbones.base import shapes_only
+from mmdiffssl.registry import registered_class
 
 HINT = 'python tools/print_blocks.py CONFIG lists its blocks'
 #: mmpretrain necks that keep the channels of the map they pool.
@@ -97,11 +98,12 @@ class BackboneShapes:
 
 # ---------------------------------------------------------------------- the backbone's shapes
 def _registered(kind):
-    """The class (or builder) a config ``type`` names, looked up as MODELS.build would."""
+    """The class (or builder) a config ``type`` names, looked up as MODELS.build would
+    (mmdiffssl's lazily registered names give their class)."""
     if not isinstance(kind, str):
         return kind
     with MODELS.switch_scope_and_registry(None) as registry:
-        return registry.get(kind)
+        return registered_class(registry, kind)
 
 
 def reports_shapes(cfg):

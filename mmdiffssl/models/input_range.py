@@ -63,3 +63,31 @@ def _tracing():
     if (compiling is not None and compiling()) or torch.jit.is_tracing():
         return True
     return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
+#: The data preprocessor a classification config gets when its config names no type.
+CLS_PREPROCESSOR = 'mmpretrain.ClsDataPreprocessor'
+
+
+def classification_preprocessor(preprocessor=None, fallback=None):
+    """A data preprocessor config: ``preprocessor``, else ``fallback``, else ``{}``, typed
+    :data:`CLS_PREPROCESSOR` when untyped.
+
+    The Runner builds a model with its own ``model.data_preprocessor`` and falls back to
+    the top-level ``data_preprocessor``: pass them in that order, so that every consumer of
+    a config's preprocessing (feature caches, the sweep and its key, RepFusion) normalises
+    as the model does.
+
+    Returns:
+        dict: a new dict.
+    """
+    config = dict(preprocessor or fallback or {})
+    config.setdefault('type', CLS_PREPROCESSOR)
+    return config
+
+
+def model_preprocessor(cfg):
+    """The data preprocessor config the model of ``cfg`` is built with (its
+    ``model.data_preprocessor``, else the top-level one), typed as above."""
+    return classification_preprocessor(cfg['model'].get('data_preprocessor'),
+                                       cfg.get('data_preprocessor'))

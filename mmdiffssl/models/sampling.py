@@ -21,9 +21,6 @@ class DiffusionSampler:
     def __init__(self, unet, objective: DDPMObjective):
         self.unet = unet
         self.objective = objective
-        sched = objective.schedule
-        posterior = objective.posterior_variance.clone()
-        self.fixed_large_variance = torch.cat([posterior[1:2], sched.betas[1:]])
 
     def _noise(self, like, generator):
         if generator is None:
@@ -32,21 +29,11 @@ class DiffusionSampler:
 
     def _predict(self, x, t, y):
         """Clipped x0 prediction, posterior mean and log-variance of p(x_{t-1} | x_t)."""
-        obj = self.objective
         out = self.unet(x, t, y=y)
-        channels = x.shape[1]
-        if obj.learn_sigma:
-            eps, var_values = out.split(channels, dim=1)
-            min_log = obj._take(obj.posterior_log_variance_clipped, t, x)
-            max_log = obj._take(obj.log_betas, t, x)
-            frac = (var_values + 1) / 2
-            log_var = frac * max_log + (1 - frac) * min_log
-        else:
-            eps = out
-            log_var = obj._take(self.fixed_large_variance.log(), t, x)
-        pred_x0 = (obj._take(obj.sqrt_recip_abar, t, x) * x
-                   - obj._take(obj.sqrt_recipm1_abar, t, x) * eps).clamp(-1, 1)
-        mean, _ = obj.q_posterior(pred_x0, x, t)
+        eps, var_values = out.split(x.shape[1], dim=1) if self.objective.learn_sigma else \
+            (out, None)
+        mean, log_var, pred_x0 = self.objective.predicted_posterior(eps, var_values, x, t,
+                                                                    clip_x0=True)
         return pred_x0, mean, log_var
 
     @torch.no_grad()

@@ -71,17 +71,19 @@ def test_rerun_with_another_checkpoint_is_refused(tmp_path, fashion_mnist_root):
 
 def test_other_data_split_or_probe_setting_is_refused(tmp_path, fashion_mnist_root):
     from mmdiffssl.analysis import SweepKeyMismatch, run_sweep
-    from mmdiffssl.apis import load_config
+    from mmengine.config import Config
     from mmengine.registry import init_default_scope
     init_default_scope('mmpretrain')
     work = str(tmp_path / 'sweep')
     cache = str(tmp_path / 'cache')
 
     def cfg(train):
-        return load_config(DEMO_CFG, {
+        cfg = Config.fromfile(DEMO_CFG)
+        cfg.merge_from_dict({
             'train_dataloader.dataset.data_root': fashion_mnist_root,
             'val_dataloader.dataset.data_root': fashion_mnist_root,
             'train_dataloader.dataset.indices': train, 'val_dataloader.dataset.indices': 32})
+        return cfg
 
     first = run_sweep(cfg(64), [4], [10], work, cache, pool=2, epochs=2)
     with pytest.raises(SweepKeyMismatch, match=r'train\.indices: 64 -> 48'):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DATASETS, DefaultScope
+from mmengine.registry import DATASETS, RUNNERS, DefaultScope
 from mmengine.runner import Runner
 
 from conftest import ROOT
-from mmdiffssl.apis.runner import apply_feature_cache
+from mmdiffssl.engine.feature_cache_runner import with_feature_cache
 from mmdiffssl.models.backbones import ADMBackbone
 
 ONLINE = osp.join(ROOT, 'configs/diffssl/linear_adm-tiny_1xb64-2e_fashion-mnist-32px.py')
@@ -27,7 +27,9 @@ def unet_ckpt(tmp_path_factory):
     return path
 
 
-def make_cfg(path, tmp_path, data_root, ckpt, n=48):
+def make_cfg(path, tmp_path, data_root, ckpt, n=48, rewrite=True):
+    """A small run of ``path``; a cached config comes with the runner's rewrite applied
+    unless ``rewrite=False``."""
     cfg = Config.fromfile(path)
     cfg.work_dir = str(tmp_path / 'work')
     cfg.model.backbone.checkpoint = ckpt
@@ -42,7 +44,7 @@ def make_cfg(path, tmp_path, data_root, ckpt, n=48):
     cfg.log_level = 'WARNING'
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 100
-    return apply_feature_cache(cfg)
+    return with_feature_cache(cfg) if rewrite and cfg.get('feature_cache') else cfg
 
 
 def cache_dataset(cfg):
@@ -95,25 +97,27 @@ def test_batches_are_read_at_once_and_equal_single_items(tmp_path, fashion_mnist
 def test_cached_loaders_drop_worker_only_options():
     cfg = Config.fromfile(CACHED)
     cfg.train_dataloader.update(num_workers=4, persistent_workers=True, prefetch_factor=2)
-    apply_feature_cache(cfg)
+    with_feature_cache(cfg)
     assert cfg.train_dataloader.num_workers == 0
     assert 'persistent_workers' not in cfg.train_dataloader
     assert 'prefetch_factor' not in cfg.train_dataloader
     cfg = Config.fromfile(CACHED)
     cfg.feature_cache.num_workers = 2
     cfg.train_dataloader.persistent_workers = True
-    apply_feature_cache(cfg)
+    with_feature_cache(cfg)
     assert cfg.train_dataloader.num_workers == 2 and cfg.train_dataloader.persistent_workers
 
 
 def test_training_from_cache_matches_online_losses(tmp_path, fashion_mnist_root, unet_ckpt):
     losses = []
     for path in (ONLINE, CACHED):
-        cfg = make_cfg(path, tmp_path / osp.basename(path), fashion_mnist_root, unet_ckpt)
+        cfg = make_cfg(path, tmp_path / osp.basename(path), fashion_mnist_root, unet_ckpt,
+                       rewrite=False)
         cfg.randomness = dict(seed=0)
         # Same head start on both sides (building the U-Net online draws from the RNG).
         cfg.model.head.init_cfg = dict(type='Constant', val=0.0, layer='Linear')
-        runner = Runner.from_cfg(cfg)
+        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+        assert type(runner).__name__ == ('FeatureCacheRunner' if path == CACHED else 'Runner')
         runner.train()
         history = runner.message_hub.get_scalar('train/loss')
         losses.append(np.array(history.data[0]))
@@ -257,10 +261,10 @@ def test_cache_pooling_comes_from_the_head_and_a_mismatch_is_refused():
     cfg.feature_cache.pool = 2      # a 2x2 cache under a head pooling to 4x4: upsampled maps
     with pytest.raises(ValueError, match=r'feature_cache.pool=2 but the head PooledLinearHead '
                        r'pools to 4'):
-        apply_feature_cache(cfg)
+        with_feature_cache(cfg)
     cfg = Config.fromfile(CACHED)
-    cfg.feature_cache.pop('pool')
-    apply_feature_cache(cfg)
+    assert 'pool' not in cfg.feature_cache     # the config leaves it to the head
+    with_feature_cache(cfg)
     assert cfg.train_dataloader.dataset.pool == 4
     assert {c for _, c, h, w in cfg.model.backbone.layout} and \
         all((h, w) == (4, 4) for _, _, h, w in cfg.model.backbone.layout)

@@ -12,7 +12,7 @@ from mmengine.registry import DATASETS, DefaultScope
 from PIL import Image
 
 from conftest import ROOT
-from mmdiffssl.apis.runner import apply_feature_cache
+from mmdiffssl.engine.feature_cache_runner import with_feature_cache
 
 FOLDER = osp.join(ROOT, 'configs/diffssl/linear_adm-tiny_1xb16-4e_folder-32px.py')
 FASHION = osp.join(ROOT, 'configs/diffssl/linear_adm-tiny-cached_1xb64-2e_fashion-mnist-32px.py')
@@ -39,7 +39,7 @@ def folder_cache(data_root, cache_root, **cache_options):
     cfg = Config.fromfile(FOLDER)
     cfg.feature_cache = dict(root=cache_root, pool=2, **cache_options)
     cfg.train_dataloader.dataset.data_root = data_root
-    apply_feature_cache(cfg)
+    with_feature_cache(cfg)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         return DATASETS.build(cfg.train_dataloader.dataset)
 
@@ -123,7 +123,7 @@ def test_in_memory_images_are_hashed(tmp_path, fashion_mnist_root):
         cfg = Config.fromfile(FASHION)
         cfg.feature_cache.root = str(tmp_path / 'cache')
         cfg.train_dataloader.dataset.update(data_root=root, indices=4)
-        apply_feature_cache(cfg)
+        with_feature_cache(cfg)
         with DefaultScope.overwrite_default_scope('mmpretrain'):
             return DATASETS.build(cfg.train_dataloader.dataset)
 

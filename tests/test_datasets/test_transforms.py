@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip('mmcv')
-
-from mmengine.registry import TRANSFORMS  # noqa: E402
+pytest.importorskip('mmpretrain')
 
 import mmdiffssl  # noqa: E402,F401
 from mmdiffssl.datasets.transforms import BoxBicubicResizeEdge  # noqa: E402
@@ -53,8 +51,14 @@ def test_matches_pil_by_hand(height, width, scale, halvings):
 
 
 def test_inside_random_choice_resize_and_bad_input():
+    """Built by name from the diffssl configs' scope (mmpretrain), through mmcv's
+    RandomChoiceResize, which builds the inner resize from its own registry."""
+    import mmpretrain.utils
+    from mmpretrain.registry import TRANSFORMS
+    mmpretrain.utils.register_all_modules(init_default_scope=False)
     transform = TRANSFORMS.build(dict(type='RandomChoiceResize', scales=[260],
                                       resize_type='BoxBicubicResizeEdge'))
+    assert type(transform.resize) is BoxBicubicResizeEdge
     img = photo(600, 800, seed=1)
     out = transform(dict(img=img.copy()))['img']
     np.testing.assert_array_equal(out, by_hand(img, 260)[0])

@@ -7,6 +7,7 @@ pytest.importorskip('mmcv')
 from mmengine.registry import MODELS  # noqa: E402
 
 from mmdiffssl.models.necks import DiffLN2d, DiffSimpleFPN  # noqa: E402
+from mmdiffssl.registry import registered_class  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -18,8 +19,8 @@ def one_thread():
 
 
 def test_registered_in_root_and_not_shadowed_by_mmdet_or_mmseg():
-    assert MODELS.get('DiffSimpleFPN') is DiffSimpleFPN
-    assert MODELS.get('DiffLN2d') is DiffLN2d
+    assert registered_class(MODELS, 'DiffSimpleFPN') is DiffSimpleFPN
+    assert MODELS.get('DiffLN2d') is DiffLN2d      # a class itself: build_norm_layer needs one
     for scope in ('mmdet', 'mmseg'):
         mod = pytest.importorskip(f'{scope}.registry')
         mod.MODELS.import_from_location()

@@ -1,4 +1,5 @@
-"""tools/benchmark.py and mmdiffssl.benchmark on CPU, with narrowed ADM archs."""
+"""tools/benchmark.py, its drivers (tools/benchmarks) and FLOP counting on CPU, with narrowed
+ADM archs."""
 import importlib.util
 import json
 import os.path as osp
@@ -6,8 +7,10 @@ import os.path as osp
 import pytest
 import torch
 
+from benchmarks import BenchmarkConfig, run_benchmark
 from conftest import ROOT, run_tool
-from mmdiffssl.benchmark import BenchmarkConfig, adm_flops, count_flops, run_benchmark
+
+from mmdiffssl.benchmark import adm_flops, count_flops
 from mmdiffssl.models.unets import build_adm_unet
 
 TINY = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult='1,2,2',
@@ -99,8 +102,8 @@ def test_flops_of_the_paper_model_match_the_published_counts():
     assert block24 / 2e9 == pytest.approx(320, rel=0.01)
     assert adm_flops('adm-256-uncond', blocks=(37, )) < full  # all but the output conv
 
-    from mmdiffssl.benchmark.reference import GuidedDiffusionReference
-    from mmdiffssl.benchmark.speed import resolve_flags
+    from benchmarks.reference import GuidedDiffusionReference
+    from benchmarks.speed import resolve_flags
     flags = resolve_flags('adm-256-uncond')
     from mmdiffssl.models.backbones import ADMBackbone
     from mmdiffssl.models.backbones.base import shapes_only

@@ -145,7 +145,7 @@ def test_print_blocks_bad_arch_names_the_argument():
     ('{"num_chanels": 32}', "unknown guided-diffusion flag(s) ['num_chanels']"),
     ('{"preset": "adm-255"}', "unknown ADM preset 'adm-255'")])
 def test_arch_from_argument_errors(value, says):
-    from mmdiffssl.apis.features import arch_from_argument
+    from cli_common import arch_from_argument
     with pytest.raises(ValueError) as excinfo:
         arch_from_argument(value)
     message = str(excinfo.value)
@@ -155,7 +155,7 @@ def test_arch_from_argument_errors(value, says):
 
 
 def test_arch_from_argument_accepts_presets_json_and_configs():
-    from mmdiffssl.apis.features import arch_from_argument
+    from cli_common import arch_from_argument
     assert arch_from_argument('adm-256-uncond') == 'adm-256-uncond'
     assert arch_from_argument(json.dumps(TINY)) == TINY
     assert arch_from_argument('{"preset": "adm-64-cond", "num_channels": 64}') == dict(

@@ -6,8 +6,8 @@
 Both sides train the same head through mmengine's Runner in this process. Online, every
 iteration runs the frozen backbone; cached, every iteration reads rows of the feature cache,
 which building the train dataloader fills beforehand (untimed). Without CACHED_CONFIG the
-cached side is ONLINE_CONFIG plus ``feature_cache=dict(root=WORK_DIR/feature_cache,
-pool=<the head's pool_size or --pool>)``. ``--cfg-options`` apply to both sides.
+cached side is ONLINE_CONFIG plus ``runner_type='FeatureCacheRunner'`` and
+``feature_cache=dict(root=WORK_DIR/feature_cache, pool=<the head's pool_size or --pool>)``. ``--cfg-options`` apply to both sides.
 
 Each side is timed for one training epoch, from ``before_train_epoch`` to
 ``after_train_epoch``: data loading, forward, backward, optimizer step and the per-iteration
@@ -24,14 +24,15 @@ import copy
 import gc
 import os
 import os.path as osp
+import sys
 import time
 
 import numpy as np
 from mmengine.config import Config, DictAction
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
 
-from mmdiffssl.apis import load_config
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/: cli_common
+from cli_common import build_runner, load_config  # noqa: E402
 
 
 class EpochTimer(Hook):
@@ -72,7 +73,7 @@ def epoch_seconds(cfg, work_dir):
     cfg.train_cfg.val_interval = 1000
     cfg.default_hooks.checkpoint = None
     cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None  # time training alone
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     timer = EpochTimer()
     runner.register_hook(timer, priority='HIGHEST')
     runner.train_loop  # noqa: B018  (builds the dataset, filling the cache: untimed)
@@ -116,6 +117,7 @@ def main():
         cached_path = args.online_config
         cached_options['feature_cache'] = dict(root=osp.join(args.work_dir, 'feature_cache'),
                                                pool=pool)
+        cached_options['runner_type'] = 'FeatureCacheRunner'
 
     online, n = epoch_seconds(load_config(args.online_config, copy.deepcopy(options)),
                               osp.join(args.work_dir, 'online'))

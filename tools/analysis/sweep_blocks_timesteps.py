@@ -15,12 +15,15 @@ folder WORK_DIR/<key digest>/ (printed) and a rerun resumes the folder of its ke
 """
 import argparse
 import os.path as osp
+import sys
 
 from mmengine.config import DictAction
 from mmengine.registry import init_default_scope
 
-from mmdiffssl.analysis import plot_heatmap, run_sweep
-from mmdiffssl.apis import load_config
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/: cli_common
+from cli_common import load_config  # noqa: E402
+
+from mmdiffssl.analysis import plot_heatmap, run_sweep  # noqa: E402
 
 
 def main():

@@ -7,15 +7,18 @@
 Each row: the image, then one map per (block, timestep), blocks outermost.
 """
 import argparse
+import os.path as osp
+import sys
 
 import torch
 from PIL import Image
 
-from mmdiffssl.analysis import feature_pca_grid
-from mmdiffssl.apis import build_backbone, to_model_range
-from mmdiffssl.apis.extraction import list_images, load_image
-from mmdiffssl.apis.features import arch_from_argument
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/: cli_common
+from cli_common import arch_from_argument  # noqa: E402
 
+from mmdiffssl.analysis import feature_pca_grid  # noqa: E402
+from mmdiffssl.apis import build_backbone, to_model_range  # noqa: E402
+from mmdiffssl.apis.extraction import list_images, load_image  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -5,7 +5,6 @@ from collections.abc import Mapping
 import torch
 import torch.utils.checkpoint as torch_checkpoint
 from torch._subclasses.fake_tensor import is_fake
-from mmengine.registry import MODELS
 
 from mmdiffssl.models.diffusion import DiffusionSchedule
 from mmdiffssl.models.unets import adm_flags_from, build_adm_unet
@@ -24,7 +23,6 @@ ADM_FEATURES = {
 }
 
 
-@MODELS.register_module()
 class ADMBackbone(DiffusionBackbone):
     """Features of a guided-diffusion U-Net at chosen blocks and timesteps.
 

@@ -10,7 +10,6 @@ blocks 1-4 (down, strides 1, 2, 4, 8), 5 (mid, stride 8) and 6-9 (up, strides 8,
 import os
 import os.path as osp
 
-from mmengine.registry import MODELS
 
 from mmdiffssl.models.unets.diffusers_blocks import (attention_parts, check_supported,
                                                      describe_blocks, forward_intermediates,
@@ -104,7 +103,6 @@ class DiffusersBackbone(DiffusionBackbone):
                                          attention_maps=attention_maps)
 
 
-@MODELS.register_module()
 class DiffusersUNetBackbone(DiffusersBackbone):
     """Features of a pixel-space diffusers ``UNet2DModel`` at chosen blocks and timesteps.
 

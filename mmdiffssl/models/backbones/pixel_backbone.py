@@ -1,9 +1,7 @@
 """PixelBackbone: the image itself as a one-level pyramid, the raw-pixel probe baseline."""
 from mmengine.model import BaseModule
-from mmengine.registry import MODELS
 
 
-@MODELS.register_module()
 class PixelBackbone(BaseModule):
     """Returns the input unchanged, so a head on it is a probe of the raw pixels.
 

@@ -18,7 +18,6 @@ import os.path as osp
 
 import torch
 import torch.nn.functional as F
-from mmengine.registry import MODELS
 from torch import nn
 
 from mmdiffssl.models.unets.diffusers_loading import (SD_SCHEDULER, check_pretrained,
@@ -59,7 +58,6 @@ def load_embedding_file(path):
     return obj.reshape(1, *obj.shape[-2:]).float()
 
 
-@MODELS.register_module()
 class SDBackbone(DiffusersBackbone):
     """Features of Stable Diffusion's U-Net on VAE latents, at chosen blocks and timesteps.
 

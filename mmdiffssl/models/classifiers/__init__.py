@@ -2,15 +2,11 @@
 
 ``DifFeedBackbone`` needs only torch and mmengine; ``DiffSSLClassifier`` subclasses
 mmpretrain's ``ImageClassifier`` (its head takes its input shapes from the backbone:
-:mod:`mmdiffssl.models.derived_shapes`) and is registered only when mmpretrain is installed.
+:mod:`mmdiffssl.models.derived_shapes`). Both are imported on first access.
 """
-import importlib.util
+from mmdiffssl.utils.lazy import lazy_attributes
 
-from .diffeed import DifFeedBackbone, mirror_block
-
-__all__ = ['DifFeedBackbone', 'mirror_block']
-
-if importlib.util.find_spec('mmpretrain') is not None:
-    from .diffssl_classifier import DiffSSLClassifier  # noqa: F401
-
-    __all__ += ['DiffSSLClassifier']
+_EXPORTS = {'DifFeedBackbone': 'diffeed', 'mirror_block': 'diffeed',
+            'DiffSSLClassifier': 'diffssl_classifier'}
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -1,11 +1,11 @@
 """DifFeed: decoder features fed back into the encoder of a frozen diffusion U-Net."""
 import torch
-import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import nn
 
 from mmdiffssl.models.backbones.base import DiffusionBackbone
+from mmdiffssl.models.heads.layers import resize_to
 
 PAPER_FEEDBACK_BLOCKS = (21, 24, 27, 30, 33, 36)
 
@@ -18,16 +18,6 @@ def mirror_block(block, num_blocks):
     return num_blocks + 1 - block
 
 
-def _resize(x, size):
-    """``(N, C, H, W)`` -> ``(N, C, *size)``: area averaging to shrink, bilinear to enlarge."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    if x.shape[-2] >= size[0] and x.shape[-1] >= size[1]:
-        return F.adaptive_avg_pool2d(x, size)
-    return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
-
-
-@MODELS.register_module()
 class DifFeedBackbone(BaseModule):
     """Two forward passes of a frozen diffusion U-Net with decoder-to-encoder feedback.
 
@@ -162,7 +152,7 @@ class DifFeedBackbone(BaseModule):
         for src, dst, stride, layer in zip(self.feedback_blocks, self.target_blocks,
                                            self._target_strides, self.feedback):
             x = first[src].flatten(0, 1)                  # timesteps outermost, like pass 2
-            x = _resize(x, (size[0] // stride, size[1] // stride))
+            x = resize_to(x, (size[0] // stride, size[1] // stride))
             out[dst] = layer(x)
         return out
 

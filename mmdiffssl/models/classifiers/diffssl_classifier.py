@@ -1,13 +1,11 @@
 """mmpretrain's ImageClassifier whose head (and neck) take their input shapes from the backbone."""
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
-from mmengine.registry import MODELS
 from torch import nn
 
 from mmdiffssl.models.derived_shapes import backbone_shapes, derive_classifier, reports_shapes
 
 
-@MODELS.register_module()
 class DiffSSLClassifier(ImageClassifier):
     """``ImageClassifier`` that fills its head from the backbone it builds first.
 

@@ -14,8 +14,8 @@ class DiffMaskRCNN(MaskRCNN):
     DiffSimpleFPN: those at its ``in_index``) and ``data_preprocessor.pad_size_divisor``
     (the backbone's ``size_divisibility``: its total downsampling) are filled in. Given
     values are compared and a disagreement raises ``ValueError`` naming both (a
-    ``pad_size_divisor`` may be any multiple). Registered as ``'DiffMaskRCNN'`` by
-    :mod:`mmdiffssl.models.detectors`.
+    ``pad_size_divisor`` may be any multiple). Registered as ``'DiffMaskRCNN'``
+    (:mod:`mmdiffssl.registry`).
 
     Shapes: inputs ``(B, 3, H, W)`` in [-1, 1] after the data preprocessor, padded to
     multiples of ``pad_size_divisor``.

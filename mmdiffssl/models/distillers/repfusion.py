@@ -12,11 +12,12 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
+from mmdiffssl.models.input_range import classification_preprocessor
+
 from .distill_losses import DISTILL_LOSSES, PROJECTED_LOSSES
 from .timestep_policies import FixedTimestep
 
 
-@MODELS.register_module()
 class RepFusionDistiller(BaseModel):
     """Distils a frozen diffusion backbone's block feature at timestep t into a student.
 
@@ -89,8 +90,7 @@ class RepFusionDistiller(BaseModel):
                  data_preprocessor=None,
                  init_cfg=None):
         if isinstance(data_preprocessor, dict):
-            data_preprocessor = dict(data_preprocessor)
-            data_preprocessor.setdefault('type', 'mmpretrain.ClsDataPreprocessor')
+            data_preprocessor = classification_preprocessor(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if teacher_tap is not None:
             if teacher_block is not None:

@@ -11,7 +11,6 @@ from typing import Optional
 import torch
 import torch.nn as nn
 from mmengine.dist import get_rank
-from mmengine.registry import MODELS
 from torch import Tensor
 
 from mmdiffssl.models.noise import GeneratorStateMixin
@@ -33,7 +32,6 @@ class PolicyOutput:
     probs: Optional[Tensor] = None
 
 
-@MODELS.register_module()
 class FixedTimestep(nn.Module):
     """Every image at the same timestep ``timestep``."""
 
@@ -54,7 +52,6 @@ class FixedTimestep(nn.Module):
         return PolicyOutput(t)
 
 
-@MODELS.register_module()
 class UniformTimestep(GeneratorStateMixin, nn.Module):
     """Each image at a timestep drawn uniformly from ``[low, high)``.
 
@@ -84,7 +81,6 @@ class UniformTimestep(GeneratorStateMixin, nn.Module):
         return PolicyOutput(t.to(images.device))
 
 
-@MODELS.register_module()
 class LearnedTimestepPolicy(GeneratorStateMixin, nn.Module):
     """A small CNN on the image with a categorical distribution over candidate timesteps.
 

@@ -1,15 +1,9 @@
-"""Classification heads on diffusion features (mmpretrain ``ClsHead`` subclasses).
+"""Classification heads on diffusion features (mmpretrain ``ClsHead`` subclasses, so they
+need mmpretrain; imported on first access)."""
+from mmdiffssl.utils.lazy import lazy_attributes
 
-Registered in mmengine's root registry when mmpretrain is installed (they subclass its
-``ClsHead``); without mmpretrain this package registers nothing.
-"""
-import importlib.util
-
-__all__ = []
-
-if importlib.util.find_spec('mmpretrain') is not None:
-    from .attention_heads import AttentionPoolHead, DifFormerHead  # noqa: F401
-    from .pooled_heads import CNNHead, DiffusionClsHead, MLPHead, PooledLinearHead  # noqa: F401
-
-    __all__ += ['AttentionPoolHead', 'CNNHead', 'DifFormerHead', 'DiffusionClsHead',
-                'MLPHead', 'PooledLinearHead']
+_EXPORTS = {'AttentionPoolHead': 'attention_heads', 'DifFormerHead': 'attention_heads',
+            'CNNHead': 'pooled_heads', 'DiffusionClsHead': 'pooled_heads',
+            'MLPHead': 'pooled_heads', 'PooledLinearHead': 'pooled_heads'}
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -7,14 +7,12 @@ timesteps) over the tokens of all selected blocks plus a zero-initialised CLS to
 outputs of the timesteps are concatenated and classified by a linear layer.
 """
 import torch
-from mmengine.registry import MODELS
 from torch import nn
 
 from .layers import TokenPreLayer, TransformerBlock, as_tuple
 from .pooled_heads import DiffusionClsHead, _check_classes
 
 
-@MODELS.register_module()
 class AttentionPoolHead(DiffusionClsHead):
     """Attention pooling of diffusion features (the paper's "attention head").
 
@@ -120,7 +118,6 @@ class AttentionPoolHead(DiffusionClsHead):
         return self.fc(self.dropout(self.pre_logits(feats)))
 
 
-@MODELS.register_module()
 class DifFormerHead(AttentionPoolHead):
     """DifFormer: the attention head over the tokens of several blocks and timesteps.
 

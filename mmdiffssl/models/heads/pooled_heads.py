@@ -5,7 +5,6 @@ root registry, and take the backbone's tuple directly (no neck): the head picks 
 (``feat_index=-1``) or several, whose pooled features are concatenated.
 """
 import torch
-from mmengine.registry import MODELS
 from mmpretrain.models.heads import ClsHead
 from torch import nn
 
@@ -53,7 +52,6 @@ def _check_classes(num_classes):
     return int(num_classes)
 
 
-@MODELS.register_module()
 class PooledLinearHead(DiffusionClsHead):
     """Adaptive average pooling to ``pool_size x pool_size``, flatten, linear classifier.
 
@@ -98,7 +96,6 @@ class PooledLinearHead(DiffusionClsHead):
         return self.fc(self.dropout(self.pre_logits(feats)))
 
 
-@MODELS.register_module()
 class MLPHead(DiffusionClsHead):
     """Adaptive pooling, flatten, then an MLP (Linear-activation per hidden layer, Linear).
 
@@ -146,7 +143,6 @@ class MLPHead(DiffusionClsHead):
         return self.fc(self.pre_logits(feats))
 
 
-@MODELS.register_module()
 class CNNHead(DiffusionClsHead):
     """A few conv-BN-ReLU layers on the feature map, then pooling and a linear classifier.
 

@@ -1,15 +1,11 @@
 """Necks for dense prediction on diffusion features.
 
-``DiffSimpleFPN`` (a ViTDet-style simple feature pyramid built from one U-Net block) and
-``DiffLN2d`` (channels-first LayerNorm for its ``norm_cfg``) are registered in mmengine's
-root ``MODELS``, so mmdet and mmseg configs build them by ``type=``. They use
-``mmcv.cnn`` (no compiled ops): without mmcv this package registers nothing.
+``DiffSimpleFPN`` (a ViTDet-style simple feature pyramid built from one block, uses
+``mmcv.cnn``) and ``DiffLN2d`` (channels-first LayerNorm for its ``norm_cfg``, torch only);
+both are found by ``type=`` from mmdet and mmseg configs (:mod:`mmdiffssl.registry`).
 """
-import importlib.util
+from mmdiffssl.utils.lazy import lazy_attributes
 
-__all__ = []
-
-if importlib.util.find_spec('mmcv') is not None:
-    from .simple_fpn import DiffLN2d, DiffSimpleFPN  # noqa: F401
-
-    __all__ += ['DiffLN2d', 'DiffSimpleFPN']
+_EXPORTS = {'DiffSimpleFPN': 'simple_fpn', 'DiffLN2d': 'layer_norm'}
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -15,30 +15,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule, build_norm_layer
 from mmengine.model import BaseModule
-from mmengine.registry import MODELS
 
 #: scale factor -> channel divisor of the rescaled map (as ViTDet: C/4, C/2, C, C)
 _CHANNEL_DIVISORS = {4.0: 4, 2.0: 2, 1.0: 1, 0.5: 1}
 
 
-@MODELS.register_module()
-class DiffLN2d(nn.LayerNorm):
-    """LayerNorm over the channels of a ``(B, C, H, W)`` map (ViTDet's ``LN2d``).
-
-    Usable as ``norm_cfg=dict(type='DiffLN2d')`` in mmcv's ``build_norm_layer``.
-    """
-    _abbr_ = 'ln'
-
-    def __init__(self, num_features, eps=1e-6, **kwargs):
-        super().__init__(num_features, eps=eps, **kwargs)
-
-    def forward(self, x):
-        if x.dim() != 4:
-            raise ValueError(f'DiffLN2d expects (B, C, H, W), got shape {tuple(x.shape)}')
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
-@MODELS.register_module()
 class DiffSimpleFPN(BaseModule):
     """Simple feature pyramid (ViTDet) from one backbone map.
 

@@ -2,7 +2,6 @@
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
-from mmengine.registry import MODELS
 
 from mmdiffssl.models.ddpm_objective import DDPMObjective
 from mmdiffssl.models.diffusion import DiffusionSchedule
@@ -69,7 +68,6 @@ class TimestepSampler(GeneratorStateMixin, nn.Module):
 
 
 
-@MODELS.register_module()
 class DDPMPretrainer(BaseModel):
     """An ADM U-Net trained to denoise (epsilon prediction; hybrid loss with learn_sigma).
 

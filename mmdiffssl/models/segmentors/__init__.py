@@ -1,22 +1,6 @@
-"""Segmentors on diffusion backbones: ``DiffEncoderDecoder`` (registered as
-``'DiffEncoderDecoder'``).
+"""Segmentors on diffusion backbones: ``DiffEncoderDecoder`` (:mod:`.encoder_decoder`, needs
+mmsegmentation).
 
-Registered in mmengine's root ``MODELS`` when mmsegmentation is installed, so configs of
-any scope build it by ``type=``. The name is a builder that imports mmseg only when a model
-is built: importing this package imports no mmseg.
+Found by ``type='DiffEncoderDecoder'`` from configs of any scope (:mod:`mmdiffssl.registry`);
+importing this package imports no mmseg.
 """
-import importlib.util
-
-from mmengine.registry import MODELS
-
-__all__ = []
-
-if importlib.util.find_spec('mmseg') is not None:
-
-    @MODELS.register_module(name='DiffEncoderDecoder')
-    def build_diff_encoder_decoder(**kwargs):
-        """``DiffEncoderDecoder(**kwargs)`` (:class:`.encoder_decoder.DiffEncoderDecoder`)."""
-        from .encoder_decoder import DiffEncoderDecoder
-        return DiffEncoderDecoder(**kwargs)
-
-    __all__ += ['build_diff_encoder_decoder']

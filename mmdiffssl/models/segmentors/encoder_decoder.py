@@ -19,7 +19,7 @@ class DiffEncoderDecoder(EncoderDecoder):
 
     Given values are compared and a disagreement raises ``ValueError`` naming both
     (padding divisors and a fixed ``size`` may be any multiple of ``size_divisibility``).
-    Registered as ``'DiffEncoderDecoder'`` by :mod:`mmdiffssl.models.segmentors`.
+    Registered as ``'DiffEncoderDecoder'`` (:mod:`mmdiffssl.registry`).
 
     Shapes: inputs ``(B, 3, H, W)`` in [-1, 1] after the data preprocessor; outputs as
     ``EncoderDecoder``.

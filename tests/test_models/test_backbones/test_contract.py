@@ -18,6 +18,7 @@ from mmengine.registry import DATASETS, MODELS, DefaultScope
 from PIL import Image
 
 from mmdiffssl.models.backbones import DiffusionBackbone
+from mmdiffssl.registry import registered_class
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -291,7 +292,7 @@ def test_difeed_runs_or_refuses_in_one_place(family):
     table = build(cfg, blocks='all').block_table
     decoder = [r.index for r in table if r.kind == 'output']
     inner = dict(cfg, blocks=(decoder[0], ), timesteps=(10, ))
-    if not MODELS.get(cfg['type']).supports_injections:
+    if not registered_class(MODELS, cfg['type']).supports_injections:
         with pytest.raises(ValueError, match=r'\(.*\) does not support DifFeed'):
             DifFeedBackbone(inner, feedback_blocks=decoder[1:])
         return

@@ -1,4 +1,4 @@
-"""tools/benchmark.py --backbone sd and mmdiffssl.benchmark.sd on CPU with the tiny SD arch."""
+"""tools/benchmark.py --backbone sd and tools/benchmarks/sd.py on CPU with the tiny SD arch."""
 import importlib.util
 import json
 import os.path as osp
@@ -8,9 +8,9 @@ import torch
 
 pytest.importorskip('diffusers')
 
+from benchmarks import SDBenchmarkConfig, run_sd_benchmark  # noqa: E402
 from conftest import ROOT  # noqa: E402
 from helpers.sd_tiny import TINY_UNET, TINY_VAE  # noqa: E402
-from mmdiffssl.benchmark import SDBenchmarkConfig, run_sd_benchmark  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

@@ -170,7 +170,7 @@ def test_state_dict_round_trip_keeps_feedback():
 
 
 def test_mmdiffssl_imports_without_mmpretrain():
-    """DifFeedBackbone needs only torch and mmengine; the mmpretrain heads are skipped."""
+    """DifFeedBackbone needs only torch and mmengine; an mmpretrain head says it needs it."""
     from conftest import run_tool
     code = '\n'.join([
         'import importlib.util, sys',
@@ -181,12 +181,17 @@ def test_mmdiffssl_imports_without_mmpretrain():
         'class Block:',
         '    def find_spec(self, name, path=None, target=None):',
         '        if hidden(name):',
-        '            raise ModuleNotFoundError(name)',
+        '            raise ModuleNotFoundError(f"No module named {name!r}", name=name)',
         'sys.meta_path.insert(0, Block())',
         'import mmdiffssl',
         'from mmengine.registry import MODELS',
-        'assert MODELS.get("DifFeedBackbone") is not None',
-        'assert MODELS.get("AttentionPoolHead") is None',
+        'assert MODELS.get("DifFeedBackbone").load().__name__ == "DifFeedBackbone"',
+        'try:',
+        '    MODELS.build(dict(type="AttentionPoolHead", num_classes=2, in_channels=4))',
+        'except ModuleNotFoundError as err:',
+        '    assert "AttentionPoolHead needs \'mmpretrain\'" in str(err), err',
+        'else:',
+        '    raise AssertionError("AttentionPoolHead built without mmpretrain")',
         'assert not any(hidden(m) for m in sys.modules)',
         'print("imported without mmpretrain")',
     ])

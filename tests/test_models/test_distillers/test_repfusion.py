@@ -170,12 +170,12 @@ def test_teacher_from_cache_reads_samples_and_refuses_missing_features():
 def test_teacher_cache_switch_needs_a_fixed_policy():
     from mmengine.config import Config
 
-    from mmdiffssl.apis import apply_teacher_cache
+    from mmdiffssl.engine.feature_cache_runner import with_teacher_cache
     cfg = Config(dict(model=dict(type='RepFusionDistiller', teacher=TEACHER,
                                  timestep_policy=dict(type='UniformTimestep')),
                       teacher_cache=dict(root='unused')))
     with pytest.raises(ValueError, match='FixedTimestep'):
-        apply_teacher_cache(cfg)
+        with_teacher_cache(cfg)
 
 
 def test_default_student_is_resnet18():

@@ -7,7 +7,7 @@ a GPU (fp32 on a CPU), VAE encode once, then per timestep ``DDPMScheduler.add_no
 noise and one **full** ``UNet2DConditionModel.forward`` under ``torch.no_grad()``; the blocks
 are read by forward hooks. Both sides get the same weights (``pretrained`` or random weights
 of a published arch, ``SD_ARCHS``) and the same text embedding; timing, FLOP counting and
-agreement work as for ADM (:mod:`mmdiffssl.benchmark.speed`).
+agreement work as for ADM (:mod:`benchmarks.speed`).
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from mmdiffssl.models.backbones import SDBackbone
 from mmdiffssl.models.noise import DiffusionNoise, hashed_normal
 from mmdiffssl.models.unets.diffusers_blocks import SD_ARCHS
 
-from .flops import count_flops
-from .speed import (CommonBenchmarkConfig, _device_name, _on_cpu, _random_batch, _sync,
+from mmdiffssl.benchmark.flops import count_flops
+from benchmarks.speed import (CommonBenchmarkConfig, _device_name, _on_cpu, _random_batch, _sync,
                     add_reference, cosine_per_block, side_stats, time_reference, time_side,
                     torch_threads)
 

@@ -3,7 +3,7 @@
 Both sides get the same (re-drawn or loaded) weights. Ours runs ``ADMBackbone.intermediates``
 (q_sample, timesteps batched into one forward, stop after the deepest requested block,
 autocast ``dtype``, optionally ``torch.compile``). The reference runs OpenAI's ``UNetModel``
-as the paper's code does (see :mod:`mmdiffssl.benchmark.reference`): one full forward per
+as the paper's code does (see :mod:`benchmarks.reference`): one full forward per
 timestep, fp16 torso on GPUs, fp32 on CPUs.
 
 Every timed iteration gets a new batch of random pixels (``torch.rand`` on the device,
@@ -30,8 +30,8 @@ from mmdiffssl.models.noise import DiffusionNoise, hashed_normal
 from mmdiffssl.models.unets import adm_flags_from, build_adm_unet
 from mmdiffssl.models.unets.adm import AttentionBlock
 
-from .flops import adm_flops, count_flops
-from .reference import GuidedDiffusionReference
+from mmdiffssl.benchmark.flops import adm_flops, count_flops
+from benchmarks.reference import GuidedDiffusionReference
 
 GIB = 2**30
 
