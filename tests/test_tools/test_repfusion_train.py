@@ -15,7 +15,7 @@ import torch
 
 pytest.importorskip('mmpretrain')
 
-import mmdiffssl  # noqa: E402,F401  (allows mmengine checkpoints in torch.load)
+from mmdiffssl.utils.compat import allow_mmengine_checkpoints  # noqa: E402
 from conftest import ROOT, run_tool  # noqa: E402
 from test_configs.folder_run import ENV, make_image_folder  # noqa: E402
 
@@ -25,6 +25,11 @@ STAGE_TWO = osp.join(ROOT, 'configs', 'repfusion',
                      'resnet18-cifar_repfusion-init_1xb16-4e_folder-32px.py')
 UPERNET = osp.join(ROOT, 'configs', 'repfusion',
                    'upernet_resnet18-repfusion-init_4xb4-80k_ade20k-512x512.py')
+
+
+# the tests torch.load Runner checkpoints before building any mmdiffssl module (the first
+# build is what allow-lists mmengine's checkpoint contents since registration became lazy)
+allow_mmengine_checkpoints()
 
 
 def data_options(root, loaders=('train_dataloader', )):
