@@ -1,15 +1,40 @@
 """mmdiffssl: pre-trained diffusion U-Nets as backbones for OpenMMLab codebases."""
+import shutil
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
+#: shipped in ``mmdiffssl/.mim/`` of a built package, as OpenMMLab packages ship theirs:
+#: mmdiffssl.apis.register_models() reads the model index there (the configs it points at too)
+MIM_FILES = ('model-index.yml', 'configs')
 
 
 def requirements(name):
     """Requirement lines of ``requirements/<name>.txt``, comments dropped."""
     lines = (HERE / 'requirements' / f'{name}.txt').read_text().splitlines()
     return [line.split('#')[0].strip() for line in lines if line.split('#')[0].strip()]
+
+
+class BuildPyWithModelIndex(build_py):
+    """build_py that also copies :data:`MIM_FILES` into the built ``mmdiffssl/.mim/``.
+
+    Editable installs read them from the source checkout instead.
+    """
+
+    def run(self):
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            return
+        mim = Path(self.build_lib) / 'mmdiffssl' / '.mim'
+        for name in MIM_FILES:
+            source, target = HERE / name, mim / name
+            if source.is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            else:
+                mim.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
 
 
 setup(
@@ -29,4 +54,5 @@ setup(
         'tests': requirements('tests'),
     },
     license='Apache-2.0',
+    cmdclass={'build_py': BuildPyWithModelIndex},
 )

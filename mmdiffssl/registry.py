@@ -27,6 +27,9 @@ LAZY_REGISTRATIONS = {
         'ADMBackbone': 'mmdiffssl.models.backbones.adm_backbone',
         'SDBackbone': 'mmdiffssl.models.backbones.sd_backbone',
         'DiffusersUNetBackbone': 'mmdiffssl.models.backbones.diffusers_unet_backbone',
+        'SDXLBackbone': 'mmdiffssl.models.backbones.sdxl_backbone',
+        'DiTBackbone': 'mmdiffssl.models.backbones.dit_backbone',
+        'PixArtBackbone': 'mmdiffssl.models.backbones.pixart_backbone',
         'PixelBackbone': 'mmdiffssl.models.backbones.pixel_backbone',
         'CachedFeatures': 'mmdiffssl.datasets.feature_cache',
         'DiffSSLClassifier': 'mmdiffssl.models.classifiers.diffssl_classifier',
@@ -56,6 +59,7 @@ LAZY_REGISTRATIONS = {
     HOOKS: {
         'TimestepPolicyHook': 'mmdiffssl.engine.timestep_policy_hook',
         'PretrainedInitCheckHook': 'mmdiffssl.engine.pretrained_check_hook',
+        'StandaloneSegVisualizationHook': 'mmdiffssl.engine.seg_visualization_hook',
     },
     OPTIM_WRAPPER_CONSTRUCTORS: {
         'LayerDecayOptimWrapperConstructor': 'mmdiffssl.engine.layer_decay_constructor',

@@ -14,14 +14,7 @@ num_classes = 4
 # Tiny ADM blocks: 1-6 encoder, 7 middle, 8-13 decoder; block 8 is 64 x 8 x 8 at 32px.
 model = dict(
     type='DiffSSLClassifier',
-    backbone=dict(
-        type='ADMBackbone',
-        arch={{_base_.adm_tiny_32px}},
-        blocks=(8, ),
-        timesteps=(50, ),
-        noise='fixed',
-        frozen=True,
-        random_init='redraw'),
+    backbone={{_base_.adm_tiny_backbone}},
     head=dict(type='PooledLinearHead', num_classes=num_classes, pool_size=2))
 optim_wrapper = dict(optimizer=dict(lr=0.02, momentum=0.9))
 train_cfg = dict(max_epochs=4, val_interval=4)

@@ -41,8 +41,10 @@ SMALL_CHANNELS = 32
 SMALL_INPUT = 64
 DIFFUSION_BACKBONES = ('ADMBackbone', )
 # Backbones whose configs name local weights folders that tests do not have: covered by
-# tests/test_configs/test_sd_configs.py (tiny random folders, meta-device real widths).
-WEIGHT_FOLDER_BACKBONES = ('SDBackbone', 'DiffusersUNetBackbone')
+# tests/test_configs/test_sd_configs.py and test_transformer_configs.py (tiny random folders,
+# meta-device real widths).
+WEIGHT_FOLDER_BACKBONES = ('SDBackbone', 'DiffusersUNetBackbone', 'SDXLBackbone', 'DiTBackbone',
+                           'PixArtBackbone')
 
 
 def config_id(path):

@@ -114,21 +114,26 @@ UPERNET_CFG = osp.join(
     ROOT, 'configs/upernet/upernet_adm-256-uncond-pyramid-ft-cp_8xb2-80k_ade20k-512x512.py')
 
 
-def tiny_mask_rcnn_cfg(data_root, iters, base=MASK_RCNN_CFG, lr=2e-3):
+ADM_TINY_BACKBONE = f"dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), checkpoint=None)"
+
+
+def tiny_mask_rcnn_cfg(data_root, iters, base=MASK_RCNN_CFG, lr=2e-3,
+                       backbone=ADM_TINY_BACKBONE, neck=f'in_channels={TINY_PYRAMID_CHANNELS!r}, '):
     """A config file inheriting the real Mask R-CNN config, shrunk for a CPU overfit.
 
-    The U-Net is :data:`TINY_ARCH` (trained from guided-diffusion's init, no checkpoint),
-    FPN/RPN/RoI widths are 32-64, the data is :func:`make_coco_shapes`' (no resize, no
-    flip, no 1024 padding), and training runs ``iters`` iterations (2 images, batch 2: one
-    iteration per epoch) with only a final checkpoint.
+    The U-Net is :data:`TINY_ARCH` (trained from guided-diffusion's init, no checkpoint; or
+    the ``backbone`` override given, config text), FPN/RPN/RoI widths are 32-64 (``neck``:
+    config text of the neck's other overrides), the data is :func:`make_coco_shapes`' (no
+    resize, no flip, no 1024 padding), and training runs ``iters`` iterations (2 images,
+    batch 2: one iteration per epoch) with only a final checkpoint.
     """
     ann = osp.join(data_root, 'annotations.json')
     text = f"""
 _base_ = {base!r}
 model = dict(
     data_preprocessor=dict(batch_augments=None),
-    backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), checkpoint=None),
-    neck=dict(in_channels={TINY_PYRAMID_CHANNELS!r}, out_channels=32),
+    backbone={backbone},
+    neck=dict({neck}out_channels=32),
     rpn_head=dict(in_channels=32, feat_channels=32),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=32),
@@ -174,23 +179,28 @@ randomness = dict(seed=0)
     return _write(osp.join(data_root, 'tiny_mask_rcnn.py'), text)
 
 
-def tiny_upernet_cfg(data_root, iters, base=UPERNET_CFG, lr=2e-3, noise=None):
+def tiny_upernet_cfg(data_root, iters, base=UPERNET_CFG, lr=2e-3, noise=None,
+                     backbone=None, in_channels=TINY_PYRAMID_CHANNELS, neck=''):
     """A config file inheriting the real UPerNet config, shrunk for a CPU overfit.
 
-    :data:`TINY_ARCH` U-Net, 32-channel heads with BN (single process) and no dropout
-    (so a resumed run draws no torch random numbers a straight run would), the
-    :func:`make_ade_shapes` data with 64 x 64 crops, ``iters`` iterations.
+    :data:`TINY_ARCH` U-Net (or the ``backbone`` override given, config text), 32-channel
+    heads with BN (single process) and no dropout (so a resumed run draws no torch random
+    numbers a straight run would) reading ``in_channels`` (``neck``: config text of a neck
+    override), the :func:`make_ade_shapes` data with 64 x 64 crops, ``iters`` iterations.
     """
     noise_line = f'noise={noise!r}, ' if noise else ''
+    if backbone is None:
+        backbone = (f"dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), checkpoint=None, "
+                    f"{noise_line})")
     text = f"""
 _base_ = {base!r}
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=(64, 64)),
-    backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH!r}), checkpoint=None, {noise_line}),
-    decode_head=dict(in_channels={TINY_PYRAMID_CHANNELS!r}, channels=32, norm_cfg=norm_cfg,
+    backbone={backbone},{neck}
+    decode_head=dict(in_channels={list(in_channels)!r}, channels=32, norm_cfg=norm_cfg,
                      dropout_ratio=0.0),
-    auxiliary_head=dict(in_channels={TINY_PYRAMID_CHANNELS[2]}, channels=16,
+    auxiliary_head=dict(in_channels={in_channels[2]}, channels=16,
                         norm_cfg=norm_cfg, dropout_ratio=0.0))
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -13,3 +13,13 @@ adm_tiny_32px = dict(
     resblock_updown=True,
     noise_schedule='linear',
     diffusion_steps=1000)
+# The frozen backbone of the CPU-sized classification configs: block 8 (64 x 8 x 8) at t=50
+# with fixed noise, a random re-drawn (non-degenerate) U-Net until a checkpoint is given.
+adm_tiny_backbone = dict(
+    type='ADMBackbone',
+    arch=adm_tiny_32px,
+    blocks=(8, ),
+    timesteps=(50, ),
+    noise='fixed',
+    frozen=True,
+    random_init='redraw')

@@ -6,14 +6,4 @@
 _base_ = './diffssl_attention_adm-256-uncond.py'
 model = dict(
     backbone=dict(blocks=(19, 24, 30), timesteps=(90, 150, 300)),
-    head=dict(
-        _delete_=True,
-        type='DifFormerHead',
-        num_classes=1000,
-        embed_dims=1024,
-        num_heads=8,
-        num_layers=2,
-        mlp_ratio=4.0,
-        pool_size=16,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, 5)))
+    head=dict(type='DifFormerHead'))  # the attention head's settings, over three blocks

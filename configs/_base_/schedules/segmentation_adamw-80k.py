@@ -19,3 +19,7 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=max_iters, by_epoch=False)
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=8000)
+# mmseg's SegVisualizationHook builds the train dataloader when it draws (it reads
+# runner.iter): this wrapper draws the same without it, so `tools/test.py --show-dir` runs with
+# only the test split on disk (mmdiffssl/engine/seg_visualization_hook.py)
+default_hooks = dict(visualization=dict(type='StandaloneSegVisualizationHook'))

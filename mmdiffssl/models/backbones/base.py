@@ -290,6 +290,28 @@ def key_hash(key):
     return hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=12).hexdigest()
 
 
+def encode_fingerprint(fingerprint):
+    """A JSON-able weights fingerprint as the 1-D uint8 tensor of its JSON text (what a
+    backbone's ``_extra_state`` holds in run checkpoints)."""
+    data = json.dumps(fingerprint, sort_keys=True).encode()
+    return torch.tensor(list(data), dtype=torch.uint8)
+
+
+def decode_fingerprint(state):
+    """The fingerprint :func:`encode_fingerprint` stored in ``state`` (a uint8 tensor).
+
+    Raises:
+        ValueError: ``state`` is not such a tensor (e.g. a noise generator's state).
+    """
+    if not torch.is_tensor(state) or state.dtype != torch.uint8 or state.dim() != 1:
+        raise ValueError(f'not an encoded weights fingerprint: {type(state).__name__}'
+                         f'{tuple(state.shape) if torch.is_tensor(state) else ""}')
+    try:
+        return json.loads(bytes(state.tolist()).decode())
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f'not an encoded weights fingerprint ({err})') from None
+
+
 class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
     """The contract of every diffusion backbone (abstract; see the module docstring).
 
@@ -662,12 +684,11 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
     # ------------------------------------------------------------------ run checkpoints
     def get_extra_state(self):
         """The weights' fingerprint, as a uint8 tensor (travels through weights-only loads)."""
-        data = json.dumps(self.weights_fingerprint(), sort_keys=True).encode()
-        return torch.tensor(list(data), dtype=torch.uint8)
+        return encode_fingerprint(self.weights_fingerprint())
 
     def set_extra_state(self, state):
         """Refuse a run checkpoint of a frozen backbone that was built from other weights."""
-        saved = json.loads(bytes(state.tolist()).decode())
+        saved = decode_fingerprint(state)
         if not self._reloaded_modules() or self.allow_other_weights:
             return
         current = self.weights_fingerprint()

@@ -50,18 +50,21 @@ def path_fingerprint(path):
 
 
 class DiffusersBackbone(DiffusionBackbone):
-    """What the diffusers U-Net families share: block table, pruning, the block forward and
-    the weights fingerprint (abstract: a family builds ``self.unet`` in ``_build_network``).
+    """What the diffusers families share: block table, pruning and the block forward of
+    U-Nets (the latent transformers override these), attention taps and the weights
+    fingerprint (abstract: a family builds its network in ``_build_network``).
 
     Blocks are numbered as in :mod:`mmdiffssl.models.unets.diffusers_blocks`; strides are of
     the backbone input (``_stride_factor`` backbone pixels per U-Net input pixel).
     """
 
     _stride_factor = 1
+    #: ``addition_embed_type`` values the family feeds (:func:`check_supported`).
+    addition_embed_types = ()
 
     def _setup_unet(self, unet):
         """Check and prepare the freshly built or loaded U-Net (call in _build_network)."""
-        check_supported(unet)
+        check_supported(unet, self.addition_embed_types)
         if self.with_cp:
             unet.enable_gradient_checkpointing()
         use_sdpa(unet)
@@ -96,11 +99,13 @@ class DiffusersBackbone(DiffusionBackbone):
                                                                allow_root=True))
                              for c in components})
 
-    def _run_blocks(self, x_t, t_batch, blocks, encoder_hidden_states=None, attention_maps=()):
+    def _run_blocks(self, x_t, t_batch, blocks, encoder_hidden_states=None, attention_maps=(),
+                    added_cond_kwargs=None):
         with self._autocast(x_t.device.type):
             return forward_intermediates(self.unet, x_t, t_batch, blocks,
                                          encoder_hidden_states=encoder_hidden_states,
-                                         attention_maps=attention_maps)
+                                         attention_maps=attention_maps,
+                                         added_cond_kwargs=added_cond_kwargs)
 
 
 class DiffusersUNetBackbone(DiffusersBackbone):

@@ -27,7 +27,8 @@ from mmdiffssl.models.unets.diffusers_loading import (SD_SCHEDULER, check_pretra
 from mmdiffssl.utils.checkpoint import read_checkpoint_file
 
 from .base import ShapeSpec, jsonable, tensor_fingerprint, weights_skipped
-from .diffusers_unet_backbone import DiffusersBackbone, build_or_load, use_sdpa
+from .diffusers_unet_backbone import DiffusersBackbone, build_or_load
+from .latent_vae import LatentVAEMixin, build_vae, scaled_latents, vae_downsampling
 
 TEXT_TYPES = ('null', 'prompt', 'file', 'learned')
 STRIDE4_MODES = (None, 'vae', 'upsample')
@@ -58,7 +59,7 @@ def load_embedding_file(path):
     return obj.reshape(1, *obj.shape[-2:]).float()
 
 
-class SDBackbone(DiffusersBackbone):
+class SDBackbone(LatentVAEMixin, DiffusersBackbone):
     """Features of Stable Diffusion's U-Net on VAE latents, at chosen blocks and timesteps.
 
     Args:
@@ -139,12 +140,8 @@ class SDBackbone(DiffusersBackbone):
         self._setup_stride4(stride4)
 
     def _build_network(self):
-        self.vae = build_or_load('AutoencoderKL', self.pretrained, self.config, self.vae_config,
-                                 'vae', checkpoint=self._single_file)
-        self.vae.requires_grad_(False)
-        use_sdpa(self.vae)
-        self._stride_factor = 2**sum(bool(getattr(b, 'downsamplers', None))
-                                     for b in self.vae.encoder.down_blocks)
+        self.vae = build_vae(self.pretrained, self.config, self.vae_config, self._single_file)
+        self._stride_factor = vae_downsampling(self.vae)
         unet = build_or_load('UNet2DConditionModel', self.pretrained, self.config,
                              self.unet_config, 'unet', checkpoint=self._single_file)
         if unet.config.in_channels != self.vae.config.latent_channels:
@@ -282,14 +279,6 @@ class SDBackbone(DiffusersBackbone):
                 raise ValueError(f"stride4='upsample' needs an output at stride "
                                  f'{self._stride_factor}; the blocks have strides {strides}')
 
-    def _reloaded_modules(self):
-        if self.pretrained is None:
-            return ()
-        return ('vae', 'unet') if self.frozen else ('vae', )
-
-    def _always_frozen(self):
-        return ('vae.', )
-
     @property
     def native_resolution(self):
         size = self.vae.config.get('sample_size')
@@ -316,9 +305,9 @@ class SDBackbone(DiffusersBackbone):
             shapes.insert(0, ShapeSpec(shapes[finest].channels, self._stride_factor // 2))
         return shapes
 
-    def _check_input(self, x):
-        if x.shape[1] != 3:
-            raise ValueError(f'expected RGB images (B, 3, H, W), got shape {tuple(x.shape)}')
+    def _vae_autocast(self, device_type):
+        """Autocast context of the VAE encoder (the backbone's ``dtype``)."""
+        return self._autocast(device_type)
 
     def encode(self, x, stride4=False):
         """Scaled VAE latents of ``x`` (and the VAE's stride-4 feature with ``stride4``).
@@ -337,18 +326,11 @@ class SDBackbone(DiffusersBackbone):
             else:
                 handle = block.register_forward_hook(
                     lambda module, args, out: store.append(out))
-        grad = torch.is_grad_enabled() and x.requires_grad
         try:
-            with torch.set_grad_enabled(grad), self._autocast(x.device.type):
-                latents = self.vae.encode(x).latent_dist.mean
+            latents = scaled_latents(self.vae, x, self._vae_autocast(x.device.type))
         finally:
             if handle is not None:
                 handle.remove()
-        latents = latents.float()
-        shift = self.vae.config.get('shift_factor')
-        if shift is not None:
-            latents = latents - shift
-        latents = latents * self.scaling_factor
         return (latents, store[0].float()) if stride4 else latents
 
     def run_network(self, x_t, t_batch, blocks, injections=None):
@@ -357,11 +339,17 @@ class SDBackbone(DiffusersBackbone):
             embeds = embeds.detach()
         context = embeds.expand(len(t_batch), -1, -1)
         maps_of = [b for b in blocks if b in self.attention_map_blocks]
-        feats, maps = self._run_blocks(x_t, t_batch, blocks, context, maps_of)
+        feats, maps = self._run_blocks(x_t, t_batch, blocks, context, maps_of,
+                                       self._added_conditions(x_t, len(t_batch)))
         tokens = list(self.attention_tokens)
         for block, probs in maps.items():
             feats[block] = torch.cat([feats[block].float(), probs[:, tokens]], dim=1)
         return feats
+
+    def _added_conditions(self, x_t, count):
+        """The U-Net's ``added_cond_kwargs`` for ``count`` latents like ``x_t`` (none for SD
+        1.x/2.x)."""
+        return None
 
     def forward(self, x):
         """``(B, 3, H, W)`` in [-1, 1] -> tuple of fused features (stride-4 level first)."""

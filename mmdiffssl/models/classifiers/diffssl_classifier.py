@@ -1,4 +1,7 @@
 """mmpretrain's ImageClassifier whose head (and neck) take their input shapes from the backbone."""
+import contextlib
+
+import torch
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from torch import nn
@@ -23,6 +26,11 @@ class DiffSSLClassifier(ImageClassifier):
     Backbones that report no shapes (mmpretrain's own) are built as ``ImageClassifier``
     builds them and the head config is used as written.
 
+    A backbone conditioned on class labels (``given_class_labels``, e.g. ``DiTBackbone`` with
+    ``class_label='sample'``) gets the data samples' ``gt_label`` in ``loss`` and ``predict``
+    (at test time that feeds the true label to the backbone: a teacher's setting, not a fair
+    probe).
+
     Shapes: inputs ``(B, 3, H, W)`` (the data preprocessor maps pixels to [-1, 1]).
     """
 
@@ -35,3 +43,19 @@ class DiffSSLClassifier(ImageClassifier):
             if shapes is not None:
                 neck, head = derive_classifier(shapes, neck, head)
         super().__init__(backbone=backbone, neck=neck, head=head, **kwargs)
+
+    def _class_labels(self, data_samples):
+        """The samples' labels for a backbone that takes them (a no-op context otherwise)."""
+        given = getattr(self.backbone, 'given_class_labels', None)
+        if given is None or not data_samples or \
+                not all('gt_label' in sample for sample in data_samples):
+            return contextlib.nullcontext()
+        return given(torch.cat([sample.gt_label for sample in data_samples]))
+
+    def loss(self, inputs, data_samples):
+        with self._class_labels(data_samples):
+            return super().loss(inputs, data_samples)
+
+    def predict(self, inputs, data_samples=None, **kwargs):
+        with self._class_labels(data_samples):
+            return super().predict(inputs, data_samples, **kwargs)

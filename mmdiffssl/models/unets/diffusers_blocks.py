@@ -43,8 +43,9 @@ diffusers' ``forward`` (timestep embedding, ``conv_in``, down blocks with their 
 block, up blocks popping the skips) and stops after the deepest requested block; the final
 norm and ``conv_out`` never run. Features equal those read by forward hooks on the same
 modules during diffusers' full forward (tests/test_models/test_backbones/test_sd_backbone.py).
-Class/addition embeddings (SDXL, unCLIP), ControlNet residuals and the score-SDE skip blocks
-are not supported and are refused when the model is checked.
+SDXL's ``'text_time'`` addition embedding is fed through ``added_cond_kwargs``; other
+class/addition embeddings (unCLIP, Kandinsky), ControlNet residuals and the score-SDE skip
+blocks are not supported and are refused when the model is checked.
 """
 import contextlib
 from dataclasses import dataclass
@@ -61,20 +62,28 @@ DIFFUSERS_FEATURES = {
 }
 
 
-def check_supported(unet):
-    """Raise ValueError for diffusers U-Net features this block forward does not handle."""
+def check_supported(unet, addition_embed_types=()):
+    """Raise ValueError for diffusers U-Net features this block forward does not handle.
+
+    Args:
+        addition_embed_types (tuple[str]): ``addition_embed_type`` values the caller feeds
+            through ``added_cond_kwargs`` (SDXL's ``'text_time'``).
+    """
     config = unet.config
     unsupported = []
     for key in ('class_embed_type', 'addition_embed_type', 'num_class_embeds',
                 'encoder_hid_dim_type', 'time_cond_proj_dim'):
-        if config.get(key) is not None:
-            unsupported.append(f'{key}={config.get(key)!r}')
+        value = config.get(key)
+        if value is not None and not (key == 'addition_embed_type'
+                                      and value in addition_embed_types):
+            unsupported.append(f'{key}={value!r}')
     for name, block in _named_blocks(unet):
         if hasattr(block, 'skip_conv'):
             unsupported.append(f'{name} ({type(block).__name__}, score-SDE skip block)')
     if unsupported:
         raise ValueError(f'{type(unet).__name__} with {", ".join(unsupported)} is not supported '
-                         '(supported: Stable Diffusion 1.x/2.x and DDPM-style U-Nets)')
+                         '(supported: Stable Diffusion 1.x/2.x, SDXL with SDXLBackbone and '
+                         'DDPM-style U-Nets)')
 
 
 def _named_blocks(unet):
@@ -198,10 +207,14 @@ def _maps_of(store, height, width):
 
 
 # ---------------------------------------------------------------------- forward
-def _embedding(unet, sample, timesteps, conditional):
+def _embedding(unet, sample, timesteps, conditional, encoder_hidden_states=None,
+               added_cond_kwargs=None):
     if conditional:
         t_emb = unet.get_time_embed(sample=sample, timestep=timesteps)
         emb = unet.time_embedding(t_emb, None)
+        if added_cond_kwargs is not None:
+            emb = emb + unet.get_aug_embed(emb=emb, encoder_hidden_states=encoder_hidden_states,
+                                           added_cond_kwargs=added_cond_kwargs)
         if unet.time_embed_act is not None:
             emb = unet.time_embed_act(emb)
         return emb
@@ -226,7 +239,7 @@ def _pre_upsample(block, store):
 
 
 def forward_intermediates(unet, sample, timesteps, blocks, encoder_hidden_states=None,
-                          stop_early=True, attention_maps=()):
+                          stop_early=True, attention_maps=(), added_cond_kwargs=None):
     """Run a diffusers U-Net block by block and return the requested block features.
 
     Args:
@@ -238,6 +251,8 @@ def forward_intermediates(unet, sample, timesteps, blocks, encoder_hidden_states
         encoder_hidden_states (Tensor, optional): ``(N, L, D)`` text embeddings.
         stop_early (bool): stop after the deepest requested block.
         attention_maps (Iterable[int]): blocks whose cross-attention maps to return.
+        added_cond_kwargs (dict, optional): the addition embedding's inputs (SDXL:
+            ``text_embeds`` ``(N, D_pool)`` and ``time_ids`` ``(N, 6)``).
 
     Returns:
         (dict[int, Tensor], dict[int, Tensor]): block -> ``(N, C_b, H_b, W_b)`` feature, and
@@ -253,11 +268,12 @@ def forward_intermediates(unet, sample, timesteps, blocks, encoder_hidden_states
         raise ValueError(f'{type(unet).__name__} needs encoder_hidden_states')
     if unet.config.center_input_sample:
         sample = 2 * sample - 1.0
-    emb = _embedding(unet, sample, timesteps, conditional)
+    emb = _embedding(unet, sample, timesteps, conditional, encoder_hidden_states,
+                     added_cond_kwargs)
     context = {}
     if conditional:
         context['encoder_hidden_states'] = unet.process_encoder_hidden_states(
-            encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=None)
+            encoder_hidden_states=encoder_hidden_states, added_cond_kwargs=added_cond_kwargs)
 
     features, maps = {}, {}
     h = unet.conv_in(sample)

@@ -1,7 +1,8 @@
 """The feature contract, for every registered diffusion backbone family (timm style).
 
 Each family is built on a tiny model in its real format (ADM flags with re-drawn weights; a
-Stable Diffusion folder and a ``UNet2DModel`` folder in diffusers' layout) and every generic
+Stable Diffusion, an SDXL, a ``UNet2DModel``, a DiT and a PixArt folder in diffusers'
+layout) and every generic
 feature runs through :class:`~mmdiffssl.models.backbones.DiffusionBackbone` alone: block
 table vs hooked module outputs, the resolvers, pruning with strict loading, the cache key,
 the feature and teacher caches, layer decay, DifFeed (or its one refusal), the block table
@@ -34,14 +35,24 @@ def folders(tmp_path_factory):
     from diffusers import DDPMScheduler, UNet2DModel
 
     from helpers.sd_tiny import TINY_DDPM, perturb_, write_tiny_sd
+    from helpers.sdxl_tiny import write_tiny_sdxl
+    from helpers.transformer_tiny import write_text_file, write_tiny_dit, write_tiny_pixart
     root = tmp_path_factory.mktemp('families')
     sd = str(root / 'sd')
     write_tiny_sd(sd)
+    dit = str(root / 'dit')
+    write_tiny_dit(dit)
+    sdxl = str(root / 'sdxl')
+    write_tiny_sdxl(sdxl)
+    pixart = str(root / 'pixart')
+    write_tiny_pixart(pixart)
+    write_text_file(str(root / 'pixart_text.pt'))
     ddpm = str(root / 'ddpm')
     torch.manual_seed(0)
     perturb_(UNet2DModel(**TINY_DDPM), scale=0.05).save_pretrained(osp.join(ddpm, 'unet'))
     DDPMScheduler(num_train_timesteps=1000).save_pretrained(osp.join(ddpm, 'scheduler'))
-    return dict(sd=sd, ddpm=ddpm)
+    return dict(sd=sd, ddpm=ddpm, dit=dit, sdxl=sdxl, pixart=pixart,
+                pixart_text=str(root / 'pixart_text.pt'))
 
 
 def _adm(folders):
@@ -56,8 +67,22 @@ def _ddpm(folders):
     return dict(type='DiffusersUNetBackbone', pretrained=folders['ddpm']), 16
 
 
+def _dit(folders):
+    return dict(type='DiTBackbone', pretrained=folders['dit']), 64
+
+
+def _sdxl(folders):
+    return dict(type='SDXLBackbone', pretrained=folders['sdxl']), 64
+
+
+def _pixart(folders):
+    return dict(type='PixArtBackbone', pretrained=folders['pixart'],
+                text=dict(type='file', path=folders['pixart_text'])), 64
+
+
 #: registered family -> (config without blocks/timesteps, input side)
-FAMILIES = {'ADMBackbone': _adm, 'SDBackbone': _sd, 'DiffusersUNetBackbone': _ddpm}
+FAMILIES = {'ADMBackbone': _adm, 'SDBackbone': _sd, 'DiffusersUNetBackbone': _ddpm,
+            'DiTBackbone': _dit, 'SDXLBackbone': _sdxl, 'PixArtBackbone': _pixart}
 
 
 @pytest.fixture(params=sorted(FAMILIES))
@@ -86,7 +111,8 @@ def feature_module(bb, row):
 
 def test_every_registered_family_is_covered():
     import mmdiffssl  # noqa: F401
-    families = {name for name, cls in MODELS.module_dict.items()
+    classes = {name: registered_class(MODELS, name) for name in list(MODELS.module_dict)}
+    families = {name for name, cls in classes.items()
                 if isinstance(cls, type) and issubclass(cls, DiffusionBackbone)}
     assert families == set(FAMILIES), 'add the new family to FAMILIES'
 
@@ -109,9 +135,12 @@ def test_block_table_is_what_the_modules_output(family):
         handle.remove()
     for row in table:
         feat = feats[row.index][0]
-        assert feat.shape == (2, row.channels, size // row.stride, size // row.stride), row
-        torch.testing.assert_close(feat, seen[row.index].float(), rtol=0, atol=0,
-                                   msg=f'{row.name}: {row.feature}')
+        side = size // row.stride
+        assert feat.shape == (2, row.channels, side, side), row
+        ref = seen[row.index].float()
+        if ref.dim() == 3:                   # transformer tokens (N, h * w, D)
+            ref = ref.transpose(1, 2).unflatten(-1, (side, side))
+        torch.testing.assert_close(feat, ref, rtol=0, atol=0, msg=f'{row.name}: {row.feature}')
     assert bb.size_divisibility == max(r.stride for r in table)
     assert [s.channels for s in bb.output_shape()] == [r.channels for r in table]
 
@@ -266,21 +295,22 @@ def test_layer_decay_groups_follow_the_table(family):
     cfg, _ = family
     bb = build(cfg, blocks=(4, ), frozen=False)
     ids, num_layers = block_layer_ids(bb, prefix='')
+    net = bb.network_attr + '.'
     assert num_layers == 5
     for name, layer in ids.items():
         row = next((r for r in bb.block_table if name.startswith(r.module + '.')), None)
         if row is not None:
             assert layer == row.index, name
-        elif name.startswith('unet.'):
+        elif name.startswith(net):
             assert layer == 0, name          # stem and embeddings feed every block
-    assert {ids[n] for n in ids if n.startswith('unet.')} == set(range(5))
+    assert {ids[n] for n in ids if n.startswith(net)} == set(range(5))
 
 
 def test_trainable_from_freezes_the_table_prefix(family):
     cfg, _ = family
     bb = build(cfg, blocks=(4, ), frozen=False, trainable_from=3)
     for name, param in bb.named_parameters():
-        if not name.startswith('unet.'):
+        if not name.startswith(bb.network_attr + '.'):
             continue
         row = next((r for r in bb.block_table if name.startswith(r.module + '.')), None)
         assert param.requires_grad == (row is not None and row.index >= 3), name
@@ -290,7 +320,7 @@ def test_difeed_runs_or_refuses_in_one_place(family):
     from mmdiffssl.models.classifiers import DifFeedBackbone
     cfg, size = family
     table = build(cfg, blocks='all').block_table
-    decoder = [r.index for r in table if r.kind == 'output']
+    decoder = [r.index for r in table if r.kind == 'output'] or [r.index for r in table]
     inner = dict(cfg, blocks=(decoder[0], ), timesteps=(10, ))
     if not registered_class(MODELS, cfg['type']).supports_injections:
         with pytest.raises(ValueError, match=r'\(.*\) does not support DifFeed'):
@@ -321,7 +351,7 @@ def test_frozen_bf16_weights_halve_the_bytes(family):
 
     def network_bytes(bb):
         return sum(p.numel() * p.element_size() for n, p in bb.named_parameters()
-                   if n.startswith('unet.'))
+                   if n.startswith(bb.network_attr + '.'))
     assert network_bytes(bf16) * 2 == network_bytes(fp32)
     x = images(size)
     with torch.no_grad():
