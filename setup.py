@@ -44,6 +44,7 @@ setup(
     long_description=(HERE / 'README.md').read_text() if (HERE / 'README.md').exists() else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['mmdiffssl', 'mmdiffssl.*']),
+    package_data={'mmdiffssl': ['datasets/imagenet_wnids.txt']},
     python_requires='>=3.9',
     install_requires=['torch>=2.1'] + requirements('runtime'),
     extras_require={

@@ -54,6 +54,7 @@ LAZY_REGISTRATIONS = {
     },
     TRANSFORMS: {
         'GrayToRGB': 'mmdiffssl.datasets.transforms',
+        'BoxBicubicResizeEdge': 'mmdiffssl.datasets.transforms',
     },
     HOOKS: {
         'TimestepPolicyHook': 'mmdiffssl.engine.timestep_policy_hook',

@@ -1,10 +1,13 @@
-"""Feature-extraction speed of ADMBackbone (against OpenAI's guided-diffusion) or SDBackbone
-(against diffusers' full U-Net forward), in one process.
+"""Feature-extraction speed of ADMBackbone (against OpenAI's guided-diffusion) or of a latent
+diffusers family's backbone, SD, SDXL, DiT or PixArt (against the diffusers model's full
+forward), in one process.
 
     python tools/benchmark.py --arch adm-256-uncond --blocks 24 --timesteps 150 \\
         --batch 64 --dtype bf16 --compile --out work_dirs/bench/block24.json
     python tools/benchmark.py --backbone sd --arch sd-1.x --blocks pyramid --timesteps 100 \\
         --batch 16 --size 512 --dtype bf16 --out work_dirs/bench/sd_pyramid.json
+    python tools/benchmark.py --backbone dit --arch dit-xl-2-256 --blocks 14 --timesteps 100 \\
+        --batch 16 --dtype bf16 --out work_dirs/bench/dit_b14.json
 
 Prints a table (img/s, ms per batch, counted GFLOP per image, achieved TFLOP/s, peak GPU
 memory, first-call and warm-up time, the ratio ours/reference, and per-block cosine
@@ -18,10 +21,14 @@ import os.path as osp
 import shlex
 import sys
 
-from benchmarks import (BenchmarkConfig, SDBenchmarkConfig, format_table, run_benchmark,
-                        run_sd_benchmark)
+from benchmarks import (FAMILIES, BenchmarkConfig, LatentBenchmarkConfig, format_table,
+                        run_benchmark, run_latent_benchmark)
 from mmdiffssl.models.unets import ADM_PRESETS
-from mmdiffssl.models.unets.diffusers_blocks import SD_ARCHS
+
+#: flags of one side only: those of the latent families (and the families taking each), ADM's
+LATENT_FLAGS = {'--pretrained': FAMILIES, '--config': FAMILIES, '--stride4': ('sd', 'sdxl'),
+                '--text': ('sdxl', 'pixart'), '--class-label': ('adm', 'dit')}
+ADM_FLAGS = ('--channels', '--compile', '--cuda-graphs', '--checkpoint')
 
 
 def parse_ints(value):
@@ -34,32 +41,42 @@ def parse_blocks(value):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--backbone', choices=('adm', 'sd'), default='adm',
-                        help="'adm' (ADMBackbone vs guided-diffusion, default) or 'sd' "
-                        "(SDBackbone vs diffusers' full forward; needs the sd extra)")
+    parser.add_argument('--backbone', choices=('adm', ) + tuple(FAMILIES), default='adm',
+                        help="'adm' (ADMBackbone vs guided-diffusion, default) or a latent "
+                        "family (its backbone vs the diffusers model's full forward; needs "
+                        'the sd extra)')
+    presets = '; '.join(f'{name}: {", ".join(family.archs)}'
+                        for name, family in FAMILIES.items())
     parser.add_argument('--arch',
                         help=f'adm: preset ({", ".join(ADM_PRESETS)}, default adm-256-uncond) '
                         'or a JSON dict of guided-diffusion flags (may contain "preset"); '
-                        f'sd: {", ".join(SD_ARCHS)} (default sd-1.x, random weights) or a '
-                        'JSON dict {"unet": {...}, "vae": {...}} of diffusers configs')
-    parser.add_argument('--pretrained', help='sd: a local SD folder or single checkpoint file '
-                        'instead of random weights of --arch')
-    parser.add_argument('--config', help='sd: with a single checkpoint file, the local folder '
-                        'of component configs')
+                        f'a latent family: a preset of random weights ({presets}; default '
+                        'the first) or a JSON dict {"unet"|"transformer": {...}, "vae": '
+                        '{...}} of diffusers configs')
+    parser.add_argument('--pretrained', help='latent families: a local diffusers folder or '
+                        'single checkpoint file instead of random weights of --arch')
+    parser.add_argument('--config', help='latent families: with a single checkpoint file, '
+                        'the local folder of component configs')
     parser.add_argument('--stride4', choices=('vae', 'upsample'),
-                        help="sd: add SDBackbone's stride-4 level")
+                        help="sd, sdxl: add the backbone's stride-4 level")
+    parser.add_argument('--text', help='sdxl, pixart: a text embedding file (sdxl: '
+                        'prompt_embeds + pooled_prompt_embeds, pixart: T5 prompt_embeds + '
+                        'prompt_attention_mask); default random embeddings with random '
+                        'weights, the null prompt for sdxl with --pretrained')
     parser.add_argument('--channels', type=int,
                         help='override num_channels to shrink the U-Net (head channels '
                         'shrink with it, so the head count stays)')
     parser.add_argument('--blocks', type=parse_blocks,
                         help="comma-separated block numbers, 'all' (adm: every block, the full "
                         "forward but the 3x3 output conv) or 'pyramid' (default 24 for adm, "
-                        "pyramid for sd)")
+                        "the backbone's default for a latent family: pyramid for sd/sdxl, "
+                        'the middle block for dit/pixart)')
     parser.add_argument('--timesteps', type=parse_ints,
-                        help='comma-separated timesteps (default 150 for adm, 100 for sd)')
+                        help='comma-separated timesteps (default 150 for adm, 100 for the '
+                        'latent families)')
     parser.add_argument('--batch', type=int, default=64, help='images per batch')
-    parser.add_argument('--size', type=int, help="input resolution (default the arch's; 512 "
-                        'for sd)')
+    parser.add_argument('--size', type=int, help="input resolution (default the arch's "
+                        'native one)')
     parser.add_argument('--dtype', choices=('fp32', 'bf16', 'fp16'), default='bf16',
                         help='our autocast dtype (default bf16)')
     parser.add_argument('--compile', action='store_true',
@@ -69,7 +86,8 @@ def parse_args(argv=None):
                         help='ADMBackbone(cuda_graphs=True) (with --compile, CUDA only)')
     parser.add_argument('--ref-dtype', choices=('auto', 'fp16', 'fp32'), default='auto',
                         help="reference precision: 'auto' = adm: the published use_fp16 flag "
-                        'on a GPU (convert_to_fp16), sd: fp16 on a GPU; fp32 on a CPU')
+                        'on a GPU (convert_to_fp16), latent families: fp16 on a GPU (the SDXL '
+                        'VAE in fp32); fp32 on a CPU')
     parser.add_argument('--no-reference', action='store_true', help='measure ours only')
     parser.add_argument('--noise', choices=('fixed', 'fresh', 'none'), default='fixed',
                         help="our q_sample noise mode (default 'fixed', the backbone's)")
@@ -81,7 +99,8 @@ def parse_args(argv=None):
     parser.add_argument('--checkpoint', help='U-Net weights for both sides instead of '
                         're-drawn random ones (e.g. 256x256_diffusion_uncond.pt)')
     parser.add_argument('--class-label', type=int,
-                        help='label for class-conditional archs (default 0)')
+                        help='adm: label for class-conditional archs (default 0); dit: a '
+                        'fixed class (default the null class)')
     parser.add_argument('--device', help="'cuda', 'cuda:1', 'cpu' (default cuda if "
                         'available)')
     parser.add_argument('--threads', type=int, help='torch CPU threads')
@@ -92,44 +111,54 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def used_flags(args, flags):
+    """The command-line flags among ``flags`` that were given."""
+    return [flag for flag in flags if getattr(args, flag[2:].replace('-', '_')) not in
+            (None, False)]
+
+
 def main(argv=None):
     args = parse_args(argv)
-    sd = args.backbone == 'sd'
-    arch = args.arch or ('sd-1.x' if sd else 'adm-256-uncond')
-    if arch.lstrip().startswith('{'):
+    adm = args.backbone == 'adm'
+    arch = args.arch or ('adm-256-uncond' if adm else None)
+    if arch and arch.lstrip().startswith('{'):
         from cli_common import json_dict_argument
+        presets = ADM_PRESETS if adm else FAMILIES[args.backbone].archs
         arch = json_dict_argument(arch, '--arch', (
-            'give a JSON dict of guided-diffusion flags (adm) or {"unet": {...}, "vae": {...}} '
-            f'(sd), or a preset: {", ".join(SD_ARCHS if sd else ADM_PRESETS)}'))
+            'give a JSON dict of guided-diffusion flags (adm) or {"unet"|"transformer": {...}, '
+            f'"vae": {{...}}}} (latent families), or a preset: {", ".join(presets)}'))
     command = ' '.join(shlex.quote(a) for a in ['python', 'tools/benchmark.py'] +
                        list(sys.argv[1:] if argv is None else argv))
-    common = dict(arch=arch, blocks=args.blocks or ('pyramid' if sd else (24, )),
-                  timesteps=args.timesteps or ((100, ) if sd else (150, )), batch=args.batch,
+    common = dict(arch=arch, blocks=args.blocks or ((24, ) if adm else None),
+                  timesteps=args.timesteps or ((150, ) if adm else (100, )), batch=args.batch,
                   dtype=args.dtype, device=args.device, iters=args.iters, warmup=args.warmup,
                   noise=args.noise, reference=not args.no_reference,
                   check_images=args.check_images, seed=args.seed, threads=args.threads,
                   command=command)
-    if sd:
-        unused = [flag for flag, value in (('--channels', args.channels),
-                                           ('--compile', args.compile),
-                                           ('--cuda-graphs', args.cuda_graphs),
-                                           ('--checkpoint', args.checkpoint),
-                                           ('--class-label', args.class_label))
-                  if value]
-        if unused:
-            raise SystemExit(f'{", ".join(unused)}: not used with --backbone sd')
-        result = run_sd_benchmark(SDBenchmarkConfig(
-            pretrained=args.pretrained, config=args.config, size=args.size or 512,
-            stride4=args.stride4, ref_dtype=args.ref_dtype, **common))
-    else:
-        if args.pretrained or args.config or args.stride4:
-            raise SystemExit('--pretrained, --config and --stride4 are for --backbone sd')
+    wrong = [flag for flag in used_flags(args, LATENT_FLAGS)
+             if args.backbone not in LATENT_FLAGS[flag]]
+    if not adm:
+        wrong += used_flags(args, ADM_FLAGS)
+    if wrong:
+        allowed = {flag: LATENT_FLAGS.get(flag, ('adm', )) for flag in wrong}
+        raise SystemExit('; '.join(f'{flag} is not used with --backbone {args.backbone} (only '
+                                   f'with {", ".join(allowed[flag])})' for flag in wrong))
+    if adm:
         cfg = BenchmarkConfig(
             channels=args.channels, size=args.size, compile=args.compile,
             compile_mode=args.compile_mode, cuda_graphs=args.cuda_graphs,
             ref_dtype=args.ref_dtype, checkpoint=args.checkpoint,
             class_label=args.class_label, cudnn_benchmark=args.cudnn_benchmark, **common)
         result = run_benchmark(cfg)
+    else:
+        try:
+            cfg = LatentBenchmarkConfig(
+                family=args.backbone, pretrained=args.pretrained, config=args.config,
+                size=args.size, stride4=args.stride4, text=args.text,
+                class_label=args.class_label, ref_dtype=args.ref_dtype, **common)
+        except ValueError as error:
+            raise SystemExit(f'--arch: {error}')
+        result = run_latent_benchmark(cfg)
     print(format_table(result))
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

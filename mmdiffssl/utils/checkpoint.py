@@ -8,6 +8,8 @@ from collections.abc import Mapping
 
 import torch
 
+from mmdiffssl.utils.compat import mmengine_checkpoints_allowed
+
 # Containers a training framework may wrap the weights in, tried in this order.
 _STATE_DICT_KEYS = ('state_dict', 'model', 'module')
 
@@ -107,7 +109,7 @@ def _read_torch(path, fmt, map_location):
     try:
         # a file object, not the path: torch.load would pick safetensors by a
         # '.safetensors' extension
-        with open(path, 'rb') as f:
+        with open(path, 'rb') as f, mmengine_checkpoints_allowed():  # run checkpoints too
             return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointReadError(

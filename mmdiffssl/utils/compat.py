@@ -1,12 +1,16 @@
-"""Fixes for running mmengine 0.10.x on today's torch, applied when mmdiffssl is imported.
+"""Fixes for running mmengine 0.10.x on today's torch, applied where they are needed.
 
 torch >= 2.6 loads checkpoints with ``weights_only=True`` by default. mmengine 0.10.7 calls
 ``torch.load`` without the argument, and its own checkpoints hold a few non-tensor objects
 (the message hub's ``HistoryBuffer`` with numpy arrays, numpy scalars and dtypes). Rather than
 turning safe loading off for every file (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``), the exact
 classes mmengine writes are allow-listed, so resuming and ``Pretrained`` init work while any
-other pickled object in a checkpoint is still refused.
+other pickled object in a checkpoint is still refused. The first build of an mmdiffssl module
+allow-lists them for the process (:mod:`mmdiffssl.registry`: that process resumes or
+initialises from mmengine checkpoints); our own checkpoint reader allows them only for the
+duration of a read (:func:`mmengine_checkpoints_allowed`).
 """
+import contextlib
 import pickle
 
 import numpy as np
@@ -53,3 +57,12 @@ def allow_mmengine_checkpoints():
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is not None:
         add(mmengine_safe_globals())
+
+
+@contextlib.contextmanager
+def mmengine_checkpoints_allowed():
+    """mmengine's checkpoint contents allow-listed inside the block only (torch's
+    ``safe_globals`` context; a no-op on torch versions without it)."""
+    scoped = getattr(torch.serialization, 'safe_globals', None)
+    with (scoped(mmengine_safe_globals()) if scoped else contextlib.nullcontext()):
+        yield

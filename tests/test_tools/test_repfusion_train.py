@@ -5,6 +5,7 @@ downstream configs (tensors checked) and trains it.
 Stage one: configs/repfusion/repfusion-learned-t_adm-tiny_resnet18-cifar_1xb16-4e_folder-32px.py
 on a generated 4-class image folder (64 training images, 4 epochs of batch 16).
 """
+import copy
 import glob
 import json
 import os.path as osp
@@ -14,7 +15,7 @@ import torch
 
 pytest.importorskip('mmpretrain')
 
-import mmdiffssl  # noqa: E402,F401  (allows mmengine checkpoints in torch.load)
+from mmdiffssl.utils.compat import allow_mmengine_checkpoints  # noqa: E402
 from conftest import ROOT, run_tool  # noqa: E402
 from test_configs.folder_run import ENV, make_image_folder  # noqa: E402
 
@@ -24,6 +25,11 @@ STAGE_TWO = osp.join(ROOT, 'configs', 'repfusion',
                      'resnet18-cifar_repfusion-init_1xb16-4e_folder-32px.py')
 UPERNET = osp.join(ROOT, 'configs', 'repfusion',
                    'upernet_resnet18-repfusion-init_4xb4-80k_ade20k-512x512.py')
+
+
+# the tests torch.load Runner checkpoints before building any mmdiffssl module (the first
+# build is what allow-lists mmengine's checkpoint contents since registration became lazy)
+allow_mmengine_checkpoints()
 
 
 def data_options(root, loaders=('train_dataloader', )):
@@ -156,3 +162,60 @@ def test_teacher_cache_matches_online_distillation(tmp_path):
     for name in ('cached', 'again'):
         assert losses[name] == pytest.approx(losses['online'], rel=1e-3, abs=1e-3), losses
     assert len(glob.glob(osp.join(cache_root, '*', 'features.npy'))) == 1
+
+
+def test_stage_two_starts_from_the_stage_one_ema_weights(tmp_path):
+    """A stage-one run with the reference recipe's EMAHook (momentum 0.001) saves the EMA
+    student; the reference CIFAR-10 stage-two config loads exactly those tensors, not the
+    raw weights: the EMA is recomputed here from the raw weights after every iteration
+    (mmengine's convention: the first update copies, then e = (1 - m) e + m w)."""
+    from mmengine.config import Config
+    from mmengine.hooks import Hook
+    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.runner import Runner
+
+    reference = Config.fromfile(osp.join(ROOT, 'configs', 'repfusion',
+                                         'resnet18-cifar_repfusion-init_1xb64-200e_cifar10.py'))
+    ema_hook, = [h for h in reference.custom_hooks if h['type'] == 'EMAHook']
+    momentum = ema_hook['momentum']
+    assert momentum == 0.001
+
+    class RawStudent(Hook):
+        def __init__(self):
+            self.raw = []
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            self.raw.append({k: p.detach().clone()
+                             for k, p in runner.model.student.named_parameters()})
+
+    root = make_image_folder(str(tmp_path / 'image_folder'), train_per_class=8)
+    cfg = Config.fromfile(STAGE_ONE)
+    cfg.work_dir = str(tmp_path / 'stage_one')
+    cfg.train_dataloader.dataset.data_root = root
+    cfg.train_dataloader.num_workers = 0
+    cfg.train_cfg.max_epochs = 1
+    cfg.param_scheduler.T_max = 1
+    cfg.custom_hooks = [dict(type='TimestepPolicyHook', decay_end=1), ema_hook]
+    cfg.default_hooks.checkpoint.interval = 1
+    runner = Runner.from_cfg(cfg)
+    recorder = RawStudent()
+    runner.register_hook(recorder, priority='LOWEST')
+    runner.train()
+    assert len(recorder.raw) == 2   # 32 images, batch 16
+
+    ema = recorder.raw[0]
+    for raw in recorder.raw[1:]:
+        ema = {k: (1 - momentum) * e + momentum * raw[k] for k, e in ema.items()}
+
+    stage_two = copy.deepcopy(reference)
+    stage_two.model.backbone.init_cfg.checkpoint = osp.join(cfg.work_dir, 'epoch_1.pth')
+    init_default_scope('mmpretrain')
+    model = MODELS.build(stage_two.model)
+    model.init_weights()
+    loaded = dict(model.backbone.named_parameters())
+    assert set(loaded) == set(ema)
+    last = recorder.raw[-1]
+    for key, value in ema.items():
+        torch.testing.assert_close(loaded[key], value, rtol=1e-6, atol=1e-7, msg=key)
+    # ... and the raw weights are not what was loaded
+    assert max((last[k] - loaded[k]).abs().max() for k in ema) > 1e-3

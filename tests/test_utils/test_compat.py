@@ -7,10 +7,29 @@ import numpy as np
 import pytest
 import torch
 
-import mmdiffssl  # noqa: F401  (applies the allow-list)
+from mmdiffssl.utils.compat import allow_mmengine_checkpoints
+
+
+def test_scoped_allow_list_is_undone_after_the_block():
+    """In a fresh process: allowed inside the block, refused after it (nothing left set)."""
+    from conftest import run_tool
+    code = '\n'.join([
+        'import io, pickle, numpy as np, torch',
+        'from mmengine.logging.history_buffer import HistoryBuffer',
+        'from mmdiffssl.utils.compat import mmengine_checkpoints_allowed',
+        'buf = HistoryBuffer(); buf.update(1.5); s = io.BytesIO(); torch.save({"b": buf}, s)',
+        'with mmengine_checkpoints_allowed():',
+        '    s.seek(0); assert torch.load(s)["b"].mean() == 1.5',
+        's.seek(0)',
+        'try:',
+        '    torch.load(s)',
+        'except pickle.UnpicklingError:',
+        '    print("refused after the block")'])
+    assert 'refused after the block' in run_tool(['-c', code])
 
 
 def test_mmengine_history_buffer_and_numpy_load_safely():
+    allow_mmengine_checkpoints()
     from mmengine.logging.history_buffer import HistoryBuffer
     buf = HistoryBuffer()
     buf.update(1.5)
@@ -66,3 +85,23 @@ def test_numpy2_with_mmcv_transforms():
     img = np.zeros((20, 30, 3), np.uint8)
     out = Resize(scale=(15, 10))({'img': img})
     assert out['img'].shape == (10, 15, 3)
+
+
+def test_our_reader_opens_run_checkpoints_in_a_process_that_built_nothing(tmp_path):
+    """tools/sample.py reads a pretraining run's checkpoint without building a model."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    from conftest import run_tool
+    buf = HistoryBuffer()
+    buf.update(1.5)
+    path = str(tmp_path / 'epoch_1.pth')
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'message_hub': {'loss': buf}}, path)
+    code = '\n'.join([
+        'import pickle, torch',
+        'from mmdiffssl.utils.checkpoint import read_checkpoint_file',
+        f'assert read_checkpoint_file({path!r})["state_dict"]["w"].sum() == 2',
+        'try:',
+        f'    torch.load({path!r})',
+        'except pickle.UnpicklingError:',
+        '    print("read; plain torch.load still refuses")'])
+    assert 'read; plain torch.load still refuses' in run_tool(['-c', code])

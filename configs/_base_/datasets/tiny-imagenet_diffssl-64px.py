@@ -7,7 +7,7 @@ data_root = 'data/tiny-imagenet-200'
 data_preprocessor = dict(num_classes=200)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='RandomResizedCrop', scale=64, crop_ratio_range=(0.35, 1.0)),
+    dict(type='RandomResizedCrop', scale=64),   # area 0.08-1 (mmpretrain's and RepFusion's)
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 import torch
 import torch.utils.checkpoint as torch_checkpoint
+from torch._subclasses.fake_tensor import is_fake
 
 from mmdiffssl.models.diffusion import DiffusionSchedule
 from mmdiffssl.models.unets import adm_flags_from, build_adm_unet
@@ -39,8 +40,11 @@ class ADMBackbone(DiffusionBackbone):
         checkpoint_key (str, optional): the checkpoint entry to read, e.g.
             ``'ema_state_dict'``. With mmengine's EMAHook, ``state_dict`` holds the EMA
             weights and ``ema_state_dict`` the raw ones (prefix ``'module.unet.'``).
-        class_label (int, optional): label fed to class-conditional archs (where no labels
-            reach the backbone, as in mmdet and mmseg); required for them.
+        class_label (int | str, optional): label of class-conditional archs, required for
+            them: an ImageNet class index fed to every image (where no labels reach the
+            backbone, as in mmdet and mmseg), or ``'per_image'``: each call passes one
+            class index per image (``labels`` of :meth:`intermediates` /
+            :meth:`intermediates_at`; RepFusion's teacher fed each image's ground truth).
         random_init (str): without a checkpoint, 'guided' keeps guided-diffusion's init (its
             zero-initialised layers make every residual branch dead), 'redraw' re-draws every
             parameter so the random U-Net is non-degenerate.
@@ -80,6 +84,7 @@ class ADMBackbone(DiffusionBackbone):
     default_timesteps = (150, )
     default_pyramid_strides = (4, 8, 16, 32)
     supports_injections = True
+    supports_class_labels = True
 
     def __init__(self,
                  arch='adm-256-uncond',
@@ -99,6 +104,7 @@ class ADMBackbone(DiffusionBackbone):
         self.checkpoint_key = checkpoint_key
         self.random_init = random_init
         self.class_label = self._check_class_label(class_label)
+        self.needs_labels = self.class_label == 'per_image'
         super().__init__(**kwargs)
         self._setup_compile(compile, cuda_graphs)
 
@@ -203,18 +209,19 @@ class ADMBackbone(DiffusionBackbone):
             return None
         if class_label is None:
             raise ValueError('this arch is class-conditional: set class_label to an ImageNet '
-                             'class index in [0, 1000) (it is fed to every image)')
+                             "class index in [0, 1000) (it is fed to every image) or 'per_image' "
+                             '(each call passes labels)')
+        if class_label == 'per_image':
+            return class_label
         if not (isinstance(class_label, int) and not isinstance(class_label, bool)
                 and 0 <= class_label < 1000):
-            raise ValueError(f'class_label={class_label!r} is not an integer in [0, 1000)')
+            raise ValueError(f"class_label={class_label!r} is not an integer in [0, 1000) or "
+                             "'per_image'")
         return class_label
 
     # ------------------------------------------------------------------ forward
-    def run_network(self, x_t, t_batch, blocks, injections=None):
-        y = None
-        if self.class_label is not None:
-            y = torch.full((len(t_batch),), self.class_label, device=x_t.device,
-                           dtype=torch.long)
+    def run_network(self, x_t, t_batch, blocks, injections=None, labels=None):
+        y = self._class_labels(labels, len(t_batch), x_t.device)
         checkpoint_fn = None
         if self.with_cp and torch.is_grad_enabled():
             def checkpoint_fn(block, h, emb):
@@ -225,6 +232,24 @@ class ADMBackbone(DiffusionBackbone):
             return self.unet.forward_intermediates(
                 x_t, t_batch, blocks, y=y, stop_early=True, injections=injections,
                 checkpoint_fn=checkpoint_fn)
+
+    def _class_labels(self, labels, batch, device):
+        """``y`` of the U-Net: ``(N,)`` class indices, or None for unconditional archs."""
+        if self.class_label == 'per_image':
+            if labels is None:
+                raise ValueError("class_label='per_image': pass labels (one ImageNet class "
+                                 'index per image) with each call')
+            real = labels.device.type != 'meta' and not is_fake(labels)   # not a shape run
+            if real and labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < 1000:
+                raise ValueError(f'labels must be ImageNet class indices in [0, 1000), got '
+                                 f'{labels.min().item()}..{labels.max().item()}')
+            return labels.to(device)
+        if labels is not None:
+            raise ValueError(f'labels were passed but class_label={self.class_label!r}: per-image '
+                             "labels need class_label='per_image' (a class-conditional arch)")
+        if self.class_label is None:
+            return None
+        return torch.full((batch, ), self.class_label, device=device, dtype=torch.long)
 
     def _compiled_features(self, x_t, t_batch, blocks, y, injections):
         """The compiled prefix of the U-Net (see ``compile``): block -> ``(N, C, H, W)``."""

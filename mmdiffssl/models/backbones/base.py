@@ -371,6 +371,10 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
     network_attr = 'unet'
     #: whether ``run_network`` honours ``injections`` (DifFeed).
     supports_injections = False
+    #: whether ``run_network`` takes per-image class ``labels`` (class-conditional networks).
+    supports_class_labels = False
+    #: whether every call must pass ``labels`` (a family sets it per instance).
+    needs_labels = False
 
     def __init__(self,
                  blocks=None,
@@ -467,7 +471,7 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
         blocks and the output layers (weights and all)."""
 
     @abstractmethod
-    def run_network(self, x_t, t_batch, blocks, injections=None):
+    def run_network(self, x_t, t_batch, blocks, injections=None, labels=None):
         """The network's block features of a noised batch.
 
         Args:
@@ -475,6 +479,8 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
             t_batch (Tensor): ``(N,)`` integer timesteps.
             blocks (tuple[int]): block numbers.
             injections (dict[int, Tensor], optional): only where ``supports_injections``.
+            labels (Tensor, optional): ``(N,)`` class indices, only where
+                ``supports_class_labels``.
 
         Returns:
             dict[int, Tensor]: block -> ``(N, C_b, h_b, w_b)``.
@@ -591,7 +597,8 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
             x = torch.zeros(1, self._input_channels, size, size, device=device)
             x0 = self.encode(x)
             t = torch.zeros(1, dtype=torch.long, device=device)
-            return self._run(lambda draw: x0, x, t, tuple(blocks), None, tuple(taps))
+            labels = torch.zeros(1, dtype=torch.long, device=device) if self.needs_labels else None
+            return self._run(lambda draw: x0, x, t, tuple(blocks), None, tuple(taps), labels)
 
     @property
     def _input_channels(self):
@@ -751,7 +758,7 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
         return blocks, taps
 
     def intermediates(self, x, blocks=None, timesteps=None, injections=None, keys=None,
-                      taps=None):
+                      taps=None, labels=None):
         """Noise ``x`` at each timestep and return block (and tap) features, unfused.
 
         This is the one entry point for everything built on the network (heads, DifFeed,
@@ -768,6 +775,8 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
                 (``supports_injections`` families only).
             keys (Tensor, optional): ``(B,)`` image keys for 'fixed'/'ensemble' noise.
             taps (Sequence[str], optional): taps to return (see ``taps``).
+            labels (Tensor, optional): ``(B,)`` class index of each image for a
+                class-conditional network (``supports_class_labels`` families only).
 
         Returns:
             dict[int | str, Tensor]: block number or tap name ->
@@ -775,9 +784,10 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
         """
         self._check_image(x)
         return self._intermediates_of(x, self.encode(x), blocks, timesteps, injections, keys,
-                                      taps)
+                                      taps, labels)
 
-    def _intermediates_of(self, x, x0, blocks, timesteps, injections, keys, taps=None):
+    def _intermediates_of(self, x, x0, blocks, timesteps, injections, keys, taps=None,
+                          labels=None):
         """:meth:`intermediates` of an already encoded ``x0`` (``x`` is the input image)."""
         blocks, taps = self._requested(blocks, taps)
         timesteps = self.timesteps if timesteps is None else self.resolve_timesteps(timesteps)
@@ -787,12 +797,16 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
             injections = {b: v if v.shape[0] == n_t * batch else v.repeat(n_t, 1, 1, 1)
                           for b, v in injections.items()}
 
+        if labels is not None:
+            labels = self._check_labels(labels, batch).repeat(n_t)
+
         def noised(draw):
             return torch.cat([self._q_sample(x0, t, draw, keys) for t in timesteps])
-        feats = self._run(noised, x, t_batch, blocks, injections, taps)
+        feats = self._run(noised, x, t_batch, blocks, injections, taps, labels)
         return {b: f.unflatten(0, (n_t, batch)) for b, f in feats.items()}
 
-    def intermediates_at(self, x, t, blocks=None, injections=None, keys=None, taps=None):
+    def intermediates_at(self, x, t, blocks=None, injections=None, keys=None, taps=None,
+                         labels=None):
         """Like :meth:`intermediates` with one timestep per image (e.g. a learned policy's).
 
         Args:
@@ -802,10 +816,11 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
             injections (Mapping[int, Tensor], optional): ``(B, C_b, H_b, W_b)`` per block.
             keys (Tensor, optional): ``(B,)`` image keys for 'fixed'/'ensemble' noise.
             taps (Sequence[str], optional): as :meth:`intermediates`.
+            labels (Tensor, optional): ``(B,)`` class indices, as :meth:`intermediates`.
 
         Returns:
             dict[int | str, Tensor]: block or tap -> ``(B, C, H', W')``, image i noised to
-            ``t[i]``.
+            ``t[i]`` (and conditioned on ``labels[i]``).
         """
         blocks, taps = self._requested(blocks, taps)
         self._check_image(x)
@@ -816,11 +831,23 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
             raise ValueError(f't must hold integer timesteps, got dtype {t.dtype}')
         self.resolve_timesteps(t.tolist())
         t = t.to(device=x.device, dtype=torch.long)
+        if labels is not None:
+            labels = self._check_labels(labels, x.shape[0])
         x0 = self.encode(x)
         return self._run(lambda draw: self._q_sample(x0, t, draw, keys), x, t, blocks,
-                         injections, taps)
+                         injections, taps, labels)
 
-    def _run(self, noised, x, t_batch, blocks, injections, taps=()):
+    def _check_labels(self, labels, batch):
+        """``labels`` as a ``(batch,)`` int64 tensor; raises where the family takes none."""
+        if not self.supports_class_labels:
+            raise self.unsupported('per-image class labels')
+        if not torch.is_tensor(labels) or labels.shape != (batch, ) or labels.is_floating_point():
+            raise ValueError(f'labels must be a ({batch},) integer tensor, one class per '
+                             'image; got ' + (f'shape {tuple(labels.shape)}, {labels.dtype}'
+                                               if torch.is_tensor(labels) else repr(labels)))
+        return labels.long()
+
+    def _run(self, noised, x, t_batch, blocks, injections, taps=(), labels=None):
         """Network features of ``noised(draw)`` at ``t_batch``, averaged over noise draws.
 
         Returns:
@@ -835,7 +862,8 @@ class DiffusionBackbone(BaseModule, metaclass=ABCMeta):
             for draw in range(self.noise.num_draws):
                 with tap_hooks(self.network, taps, x.shape[-2:], self._attention_parts,
                                {}) as tapped:
-                    feats = self.run_network(noised(draw), t_batch, run, injections)
+                    feats = self.run_network(noised(draw), t_batch, run, injections,
+                                             **({} if labels is None else dict(labels=labels)))
                 missing = [t.name for t in taps if t.name not in tapped]
                 if missing:
                     raise ValueError(f'taps {missing} did not run: {self.family} calls the '

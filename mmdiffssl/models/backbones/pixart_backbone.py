@@ -16,7 +16,8 @@ Size conditioning: the models whose config needs it (PixArt-α 1024, ``use_addit
 get ``added_cond_kwargs`` resolution ``(H, W)`` of the input image in pixels and aspect ratio
 ``H / W``, as the pipeline passes them. Other input sizes rely on the interpolated positional
 embeddings (:mod:`.transformer_backbone`); the resolution binning of diffusers' pipeline
-(resizing to the nearest trained aspect ratio) belongs to the extraction API, off by default.
+(resizing to the nearest trained aspect ratio) belongs to the extraction API, off by default
+(``extract_features(..., resolution_binning=True)``, :mod:`mmdiffssl.apis.binning`).
 """
 import os.path as osp
 

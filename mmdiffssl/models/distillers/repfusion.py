@@ -44,8 +44,18 @@ class RepFusionDistiller(BaseModel):
         num_classes (int, optional): classes of the auxiliary classifier on the teacher's
             pooled feature; required by a learned policy (its reward is the classifier's
             negative cross-entropy at the drawn timestep).
-        aux_hidden_channels (int, optional): hidden width of the auxiliary classifier (an
-            MLP); None makes it linear.
+        aux_hidden_layers (int): hidden layers of the auxiliary classifier, each a Linear
+            and a ReLU; 0 (default) makes it linear, 2 is the reference's MLP
+            ``C_t -> C_t -> C_t -> num_classes``.
+        aux_hidden_channels (int, optional): width of each hidden layer; default the
+            teacher's channels ``C_t``.
+        teacher_class_wnids (str | Sequence[str], optional): for a teacher built with
+            ``class_label='per_image'`` (a class-conditional ADM): the dataset's class
+            wnids (a text file, one per line, or a list), in any order; dataset label i is
+            the i-th wnid in sorted order (as mmpretrain's ``CustomDataset`` numbers class
+            folders) and reaches the teacher as that wnid's ImageNet-1k index
+            (:func:`~mmdiffssl.datasets.imagenet_classes.dataset_to_imagenet_indices`). Read
+            at the first loss call.
         teacher_from_cache (bool): read the teacher's feature from each sample's
             ``teacher_feature`` (``TeacherFeatureDataset``, the ``teacher_cache`` config
             switch) instead of running the teacher; needs a ``FixedTimestep`` policy.
@@ -73,7 +83,9 @@ class RepFusionDistiller(BaseModel):
                  distill_loss='pooled_mse',
                  distill_weight=1.0,
                  num_classes=None,
+                 aux_hidden_layers=0,
                  aux_hidden_channels=None,
+                 teacher_class_wnids=None,
                  teacher_from_cache=False,
                  data_preprocessor=None,
                  init_cfg=None):
@@ -121,12 +133,18 @@ class RepFusionDistiller(BaseModel):
             if num_classes is None:
                 raise ValueError('a learned timestep policy needs num_classes: its reward is '
                                  'the auxiliary classifier\'s cross-entropy on the labels')
-            if aux_hidden_channels:
-                self.aux_head = nn.Sequential(
-                    nn.Linear(teacher_channels, aux_hidden_channels), nn.ReLU(inplace=True),
-                    nn.Linear(aux_hidden_channels, num_classes))
-            else:
-                self.aux_head = nn.Linear(teacher_channels, num_classes)
+            self.aux_head = aux_classifier(teacher_channels, num_classes, aux_hidden_layers,
+                                           aux_hidden_channels)
+
+        self.per_image_labels = bool(self.teacher.needs_labels)
+        if self.per_image_labels != (teacher_class_wnids is not None):
+            raise ValueError('teacher_class_wnids and a teacher that takes per-image labels '
+                             "(class_label='per_image') go together: the wnids map dataset "
+                             "labels to the teacher's classes (the teacher "
+                             f"{'takes' if self.per_image_labels else 'takes no'} labels, "
+                             f'teacher_class_wnids={teacher_class_wnids!r})')
+        self.teacher_class_wnids = teacher_class_wnids
+        self._teacher_class_table = None
 
     def _infer_student_channels(self, size=64):
         device = next(self.student.parameters()).device
@@ -155,14 +173,34 @@ class RepFusionDistiller(BaseModel):
                          'a distiller predicts nothing; evaluate the student after stage two '
                          '(configs/repfusion/README.md)')
 
-    def teacher_features(self, inputs, timesteps):
-        """The teacher block's feature of each image at its timestep: ``(B, C_t, H_t, W_t)``."""
+    def teacher_features(self, inputs, timesteps, labels=None):
+        """The teacher's feature of each image at its timestep: ``(B, C_t, H_t, W_t)``.
+
+        ``labels`` ``(B,)`` are the teacher's class indices of a per-image conditional
+        teacher (:meth:`teacher_labels`), None otherwise.
+        """
         with torch.no_grad():
             if self.teacher_tap is not None:
-                return self.teacher.intermediates_at(inputs, timesteps,
-                                                     taps=(self.teacher_tap, ))[self.teacher_tap]
-            return self.teacher.intermediates_at(inputs, timesteps,
-                                                 blocks=(self.teacher_block, ))[self.teacher_block]
+                return self.teacher.intermediates_at(inputs, timesteps, taps=(self.teacher_tap, ),
+                                                     labels=labels)[self.teacher_tap]
+            return self.teacher.intermediates_at(inputs, timesteps, blocks=(self.teacher_block, ),
+                                                 labels=labels)[self.teacher_block]
+
+    def teacher_labels(self, data_samples, device):
+        """The teacher's class index ``(B,)`` of each sample's ``gt_label`` (None when the
+        teacher takes no per-image labels)."""
+        if not self.per_image_labels:
+            return None
+        if self._teacher_class_table is None:
+            from mmdiffssl.datasets.imagenet_classes import dataset_to_imagenet_indices
+            self._teacher_class_table = torch.tensor(
+                dataset_to_imagenet_indices(self.teacher_class_wnids), dtype=torch.long)
+        labels = gt_labels(data_samples)
+        table = self._teacher_class_table
+        if labels.min() < 0 or labels.max() >= len(table):
+            raise ValueError(f'labels {labels.tolist()} fall outside the {len(table)} classes '
+                             'of teacher_class_wnids')
+        return table[labels].to(device)
 
     @staticmethod
     def cached_teacher_features(data_samples):
@@ -178,7 +216,8 @@ class RepFusionDistiller(BaseModel):
         if self.teacher_from_cache:
             target = self.cached_teacher_features(data_samples).to(inputs.device)
         else:
-            target = self.teacher_features(inputs, policy.timesteps)
+            target = self.teacher_features(inputs, policy.timesteps,
+                                           self.teacher_labels(data_samples, inputs.device))
         student = self._pick(self.student(inputs))
         if self.projector is not None:
             student = self.projector(student)
@@ -186,10 +225,40 @@ class RepFusionDistiller(BaseModel):
         losses = dict(loss_distill=self.distill_weight * loss_fn(student, target.detach()))
 
         if self.timestep_policy.learned:
-            labels = torch.cat([s.gt_label for s in data_samples]).to(inputs.device)
+            labels = gt_labels(data_samples).to(inputs.device)
             losses.update(policy_losses(self.timestep_policy, self.aux_head, policy, target,
                                         labels))
         return losses
+
+
+def gt_labels(data_samples):
+    """``(B,)`` int64 ground-truth class of each sample."""
+    if data_samples is None or not all('gt_label' in s for s in data_samples):
+        raise ValueError('the samples carry no gt_label: a learned policy and a per-image '
+                         'conditional teacher need each image\'s class')
+    return torch.cat([s.gt_label.reshape(-1) for s in data_samples]).long()
+
+
+def aux_classifier(in_channels, num_classes, hidden_layers=0, hidden_channels=None):
+    """RepFusion's auxiliary classifier on the teacher's pooled feature.
+
+    ``hidden_layers`` times (Linear to ``hidden_channels``, default ``in_channels``, then
+    ReLU), then a Linear to ``num_classes``: ``(B, in_channels)`` -> ``(B, num_classes)``.
+    The reference's is ``hidden_layers=2``: ``C -> C -> C -> K`` with two ReLUs.
+    """
+    if not (isinstance(hidden_layers, int) and hidden_layers >= 0):
+        raise ValueError(f'aux_hidden_layers={hidden_layers!r} is not an integer >= 0')
+    if hidden_channels is not None and hidden_layers == 0:
+        raise ValueError(f'aux_hidden_channels={hidden_channels} is set but aux_hidden_layers '
+                         'is 0 (a linear classifier): set aux_hidden_layers >= 1')
+    width = in_channels if hidden_channels is None else int(hidden_channels)
+    layers, channels = [], in_channels
+    for _ in range(hidden_layers):
+        layers += [nn.Linear(channels, width), nn.ReLU(inplace=True)]
+        channels = width
+    if not layers:
+        return nn.Linear(channels, num_classes)
+    return nn.Sequential(*layers, nn.Linear(channels, num_classes))
 
 
 def policy_losses(policy, aux_head, output, target, labels):
@@ -197,7 +266,8 @@ def policy_losses(policy, aux_head, output, target, labels):
 
     The auxiliary classifier reads the teacher's pooled feature at each image's drawn
     timestep; its cross-entropy trains it (``loss_aux_cls``), and minus that cross-entropy is
-    the policy's reward (``loss_policy``, REINFORCE with baseline and entropy bonus).
+    the policy's reward (``loss_policy``, REINFORCE with entropy bonus and the policy's
+    baseline, if it has one).
 
     Args:
         policy (LearnedTimestepPolicy): the policy that drew ``output``.

@@ -87,8 +87,10 @@ class LearnedTimestepPolicy(GeneratorStateMixin, nn.Module):
     Training draws one timestep per image from the distribution (the module's own generator,
     saved in the state dict); eval takes the most probable one. The policy is trained by
     :meth:`reinforce_loss` with a reward per image (RepFusion: minus the cross-entropy of a
-    classifier on the teacher's feature at the drawn timestep), a moving-average baseline and
-    an entropy bonus whose weight ``entropy_coef`` a hook (``TimestepPolicyHook``) decays.
+    classifier on the teacher's feature at the drawn timestep), optionally a moving-average
+    baseline, and an entropy bonus whose weight ``entropy_coef`` a hook
+    (``TimestepPolicyHook``) decays. RepFusion's reference: every timestep a candidate
+    (``stride=1``, the default), no baseline (``baseline_momentum=None``).
 
     Args:
         candidates (Sequence[int], optional): the K timesteps to choose from; default
@@ -97,7 +99,9 @@ class LearnedTimestepPolicy(GeneratorStateMixin, nn.Module):
         stride (int): spacing of the default candidates.
         width (int): channels of the first conv layer (doubled twice).
         entropy_coef (float): initial weight of the entropy bonus.
-        baseline_momentum (float): momentum of the reward baseline (mean reward, EMA).
+        baseline_momentum (float, optional): momentum of the reward baseline (a moving
+            average of the batch-mean reward, subtracted from the reward; our variance
+            reduction, default 0.9); None is plain REINFORCE, the reference's.
         seed (int): seed of the sampling generator (plus the rank).
 
     Shapes: input ``(B, 3, H, W)``; ``probs`` ``(B, K)``.
@@ -127,7 +131,9 @@ class LearnedTimestepPolicy(GeneratorStateMixin, nn.Module):
         nn.init.zeros_(self.logits.weight)  # start uniform over the candidates
         nn.init.zeros_(self.logits.bias)
         self.entropy_coef = float(entropy_coef)
-        self.baseline_momentum = float(baseline_momentum)
+        if baseline_momentum is not None and not 0 <= float(baseline_momentum) < 1:
+            raise ValueError(f'baseline_momentum={baseline_momentum} is not in [0, 1) or None')
+        self.baseline_momentum = None if baseline_momentum is None else float(baseline_momentum)
         self.register_buffer('reward_baseline', torch.zeros(()))
         self.register_buffer('baseline_ready', torch.zeros((), dtype=torch.bool))
         # running sum of the batch-mean distribution, read and reset by TimestepPolicyHook
@@ -158,7 +164,7 @@ class LearnedTimestepPolicy(GeneratorStateMixin, nn.Module):
             probs=probs)
 
     def reinforce_loss(self, output, reward):
-        """REINFORCE with a moving-average baseline and an entropy bonus.
+        """REINFORCE with an entropy bonus (and a moving-average baseline).
 
         Args:
             output (PolicyOutput): this batch's output (from the training forward).
@@ -166,9 +172,13 @@ class LearnedTimestepPolicy(GeneratorStateMixin, nn.Module):
 
         Returns:
             Tensor: scalar ``-mean((r - b) * log p(t)) - entropy_coef * mean(H)``; the
-            baseline ``b`` (mean reward of earlier batches) is updated afterwards.
+            baseline ``b`` (mean reward of earlier batches) is updated afterwards; ``b = 0``
+            with ``baseline_momentum=None``.
         """
         reward = reward.detach().float()
+        if self.baseline_momentum is None:
+            return (-(reward * output.log_prob).mean()
+                    - self.entropy_coef * output.entropy.mean())
         if not self.baseline_ready:
             self.reward_baseline.copy_(reward.mean())
             self.baseline_ready.fill_(True)

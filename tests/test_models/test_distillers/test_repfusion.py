@@ -221,9 +221,19 @@ def test_diffusers_ddpm_teacher_config_builds():
     model = MODELS.build(cfg.model).train()
     assert model.teacher.run_until == 4 and model.teacher.blocks == ()   # up to the mid block
     assert model.projector.out_channels == 32                         # TINY_DDPM's mid width
-    assert len(model.timestep_policy.candidates()) == 20
+    # the reference's policy and classifier: softmax over all 1000 t, plain REINFORCE, MLP
+    assert model.timestep_policy.candidates() == tuple(range(1000))
+    assert model.timestep_policy.baseline_momentum is None
+    assert [type(m).__name__ for m in model.aux_head] == ['Linear', 'ReLU'] * 2 + ['Linear']
+    assert dict(type='EMAHook', momentum=0.001, update_buffers=False,
+                priority='ABOVE_NORMAL') in cfg.custom_hooks
     losses = model(images(2)[:, :, :16, :16], samples([3, 7]), mode='loss')
     assert {'loss_distill', 'loss_policy', 'loss_aux_cls'} <= set(losses)
+    # our options, a named config: 20 candidates and the moving-average baseline
+    ours = Config.fromfile(f'{ROOT}/configs/repfusion/repfusion-learned-t-k20-baseline_'
+                           'ddpm-cifar10_resnet18-cifar_1xb128-200e_cifar10.py')
+    assert ours.model.timestep_policy.candidates == list(range(0, 1000, 50))
+    assert ours.model.timestep_policy.baseline_momentum == 0.9
 
 
 def test_teacher_tap_equals_a_hook_on_the_named_module():
@@ -247,3 +257,157 @@ def test_teacher_tap_equals_a_hook_on_the_named_module():
     with pytest.raises(ValueError, match='teacher_block or teacher_tap'):
         distiller(teacher=dict(type='DiffusersUNetBackbone', unet_config=TINY_DDPM,
                                noise='none', frozen=True), teacher_tap=tap, teacher_block=5)
+
+
+def test_aux_classifier_is_the_reference_mlp():
+    """aux_hidden_layers=2 is the reference's C -> C -> C -> K MLP with two ReLUs (C the
+    teacher's channels); 0 keeps a linear classifier; the width can be set."""
+    policy = dict(type='LearnedTimestepPolicy', candidates=(10, 50), width=4)
+    model = distiller(timestep_policy=policy, num_classes=5, aux_hidden_layers=2)
+    layers = list(model.aux_head)
+    assert [type(m).__name__ for m in layers] == ['Linear', 'ReLU', 'Linear', 'ReLU', 'Linear']
+    assert [(m.in_features, m.out_features) for m in layers[::2]] == [(64, 64), (64, 64),
+                                                                       (64, 5)]
+    assert model.aux_head(torch.zeros(3, 64)).shape == (3, 5)
+    linear = distiller(timestep_policy=policy, num_classes=5).aux_head
+    assert isinstance(linear, torch.nn.Linear) and (linear.in_features, linear.out_features) == (64, 5)
+    narrow = distiller(timestep_policy=policy, num_classes=5, aux_hidden_layers=1,
+                       aux_hidden_channels=16).aux_head
+    assert [(m.in_features, m.out_features) for m in narrow[::2]] == [(64, 16), (16, 5)]
+    with pytest.raises(ValueError, match='aux_hidden_layers'):
+        distiller(timestep_policy=policy, num_classes=5, aux_hidden_channels=16)
+    with pytest.raises(ValueError, match='aux_hidden_layers=-1'):
+        distiller(timestep_policy=policy, num_classes=5, aux_hidden_layers=-1)
+
+
+def test_reinforce_without_baseline_is_the_reference_loss():
+    """baseline_momentum=None: -mean(r * log p) - entropy_coef * mean(H), and the baseline
+    buffer is left alone; the default subtracts the moving-average baseline."""
+    x, reward = images(4), torch.tensor([-1.0, -2.0, -0.5, -3.0])
+    plain = LearnedTimestepPolicy(candidates=(0, 10, 20), width=4, entropy_coef=0.3,
+                                  baseline_momentum=None).train()
+    torch.nn.init.normal_(plain.logits.weight)
+    out = plain(x)
+    expected = -(reward * out.log_prob).mean() - 0.3 * out.entropy.mean()
+    torch.testing.assert_close(plain.reinforce_loss(out, reward), expected)
+    assert not plain.baseline_ready
+    with_baseline = LearnedTimestepPolicy(candidates=(0, 10, 20), width=4, entropy_coef=0.3)
+    with_baseline.load_state_dict(plain.state_dict())
+    out = with_baseline.train()(x)
+    centred = -((reward - reward.mean()) * out.log_prob).mean() - 0.3 * out.entropy.mean()
+    torch.testing.assert_close(with_baseline.reinforce_loss(out, reward), centred)
+    with pytest.raises(ValueError, match='baseline_momentum=1.5'):
+        LearnedTimestepPolicy(candidates=(0, 10), baseline_momentum=1.5)
+
+
+def test_imagenet_indices_follow_sorted_wnids(tmp_path):
+    from mmdiffssl.datasets.imagenet_classes import (dataset_to_imagenet_indices,
+                                                     imagenet_indices, imagenet_wnids)
+    wnids = imagenet_wnids()
+    assert len(wnids) == 1000 and list(wnids) == sorted(wnids)
+    assert imagenet_indices(['n01443537', 'n01440764', 'n15075141']) == [1, 0, 999]
+    # Tiny-ImageNet's wnids.txt is unsorted; dataset label i is the i-th sorted wnid
+    listed = tmp_path / 'wnids.txt'
+    listed.write_text('n02124075\nn01443537\nn01440764\n')
+    assert dataset_to_imagenet_indices(str(listed)) == [0, 1, imagenet_indices(['n02124075'])[0]]
+    with pytest.raises(ValueError, match='n99999999'):
+        imagenet_indices(['n01440764', 'n99999999'])
+    with pytest.raises(ValueError, match='repeat'):
+        dataset_to_imagenet_indices(['n01440764', 'n01440764'])
+
+
+COND_TEACHER = dict(TEACHER, arch=dict(TINY, class_cond=True), class_label='per_image')
+COND_TAP = 'middle_block.2.out_layers.3'
+
+
+def test_per_image_labels_reach_the_class_conditional_teacher():
+    """A class-conditional ADM teacher with class_label='per_image' gets each sample's
+    gt_label mapped through teacher_class_wnids; the target equals a forward hook on the
+    tapped module of the U-Net run with those labels, and changing one image's label changes
+    that image's feature alone."""
+    wnids = ['n01443537', 'n01440764', 'n15075141']   # labels 0, 1, 2 -> sorted wnids
+    model = distiller(teacher=copy.deepcopy(COND_TEACHER), teacher_tap=COND_TAP,
+                      teacher_class_wnids=wnids).train()
+    assert model.projector.out_channels == model.teacher.tap_shapes()[0].channels == 64
+    x, t = images(3), torch.tensor([50, 50, 50])
+    labels = model.teacher_labels(samples([0, 1, 2]), x.device)
+    assert labels.tolist() == [0, 1, 999]
+
+    seen = []
+    model.teacher.unet.get_submodule(COND_TAP).register_forward_hook(
+        lambda m, a, out: seen.append(out))
+    target = model.teacher_features(x, t, labels)
+    torch.testing.assert_close(target, seen[-1], rtol=0, atol=0)
+    with torch.no_grad():   # the U-Net itself, y = the ImageNet indices, clean image at t
+        model.teacher.unet.forward_intermediates(x, t, (model.teacher.run_until, ),
+                                                 y=labels, stop_early=True)
+    torch.testing.assert_close(target, seen[-1], rtol=0, atol=0)
+
+    relabelled = model.teacher_features(x, t, model.teacher_labels(samples([0, 2, 2]),
+                                                                   x.device))
+    assert (relabelled[1] - target[1]).abs().max() > 1e-4
+    torch.testing.assert_close(relabelled[[0, 2]], target[[0, 2]])
+    losses = model(x, samples([0, 1, 2]), mode='loss')
+    losses['loss_distill'].backward()
+    assert model.projector.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(teacher=COND_TEACHER, teacher_tap=COND_TAP), 'teacher_class_wnids'),
+    (dict(teacher_class_wnids=['n01440764']), 'per_image'),
+])
+def test_per_image_labels_need_both_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        distiller(**copy.deepcopy(kwargs))
+
+
+def test_per_image_label_errors_of_the_backbone():
+    init_default_scope('mmpretrain')
+    teacher = MODELS.build(copy.deepcopy(COND_TEACHER))
+    x, t = images(2), torch.tensor([5, 5])
+    with pytest.raises(ValueError, match='pass labels'):
+        teacher.intermediates_at(x, t)
+    with pytest.raises(ValueError, match=r'\[0, 1000\)'):
+        teacher.intermediates_at(x, t, labels=torch.tensor([3, 1000]))
+    with pytest.raises(ValueError, match=r'\(2,\) integer tensor'):
+        teacher.intermediates_at(x, t, labels=torch.tensor([3]))
+    # several timesteps: each image keeps its label at every t
+    both = teacher.intermediates(x, timesteps=(5, 20), labels=torch.tensor([3, 7]))[8]
+    at = teacher.intermediates_at(torch.cat([x, x]), torch.tensor([5, 5, 20, 20]),
+                                  labels=torch.tensor([3, 7, 3, 7]))[8]
+    torch.testing.assert_close(both.flatten(0, 1), at)
+    unconditional = MODELS.build(copy.deepcopy(TEACHER))
+    with pytest.raises(ValueError, match='per_image'):
+        unconditional.intermediates_at(x, t, labels=torch.tensor([3, 7]))
+
+
+def test_tiny_imagenet_config_is_the_reference_recipe():
+    """The Tiny-ImageNet stage-one config: OpenAI's class-conditional 64x64 ADM fed each
+    image's label, the reference's tap (768 x 8 x 8, checked on the full-size arch on the meta
+    device), all 1000 timesteps, no entropy bonus or baseline, the aux MLP, EMA, and
+    RandomResizedCrop down to 8% of the area."""
+    from mmengine.config import Config
+    from mmengine.registry import TRANSFORMS
+
+    from conftest import ROOT
+    cfg = Config.fromfile(f'{ROOT}/configs/repfusion/'
+                          'repfusion-learned-t_adm-64_resnet18_4xb32-200e_tiny-imagenet-64px.py')
+    model = cfg.model
+    assert model.teacher.arch == 'adm-64-cond' and model.teacher.class_label == 'per_image'
+    assert model.teacher_tap == 'middle_block.2.out_layers.3'
+    assert model.teacher_class_wnids.endswith('tiny-imagenet-200/wnids.txt')
+    assert model.aux_hidden_layers == 2
+    policy = MODELS.build(model.timestep_policy)
+    assert policy.candidates() == tuple(range(1000))
+    assert policy.entropy_coef == 0.0 and policy.baseline_momentum is None
+    assert any(h['type'] == 'EMAHook' and h['momentum'] == 0.001 for h in cfg.custom_hooks)
+    init_default_scope('mmpretrain')
+    with torch.device('meta'):
+        teacher = MODELS.build(dict(model.teacher, checkpoint=None, blocks=(),
+                                    taps=(model.teacher_tap, )))
+    assert teacher.unet.num_classes == 1000
+    shape, = teacher.tap_shapes()
+    assert (shape.channels, shape.stride) == (768, 8)
+    crop, = [t for t in cfg.train_pipeline if t['type'] == 'RandomResizedCrop']
+    with TRANSFORMS.switch_scope_and_registry('mmpretrain') as registry:
+        assert registry.build(crop).crop_ratio_range == (0.08, 1.0)
