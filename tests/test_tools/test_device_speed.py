@@ -66,7 +66,8 @@ def test_no_row_starts_after_the_deadline(tmp_path):
     rows = json.loads((tmp_path / 'out' / 'results.json').read_text())
     assert [r['name'] for r in rows] == ['block24_compiled', 'full_compiled']
     assert all(r['error'] == 'not started (deadline 10 s)' for r in rows)
-    assert 'failed: not started' in (tmp_path / 'out' / 'summary.md').read_text()
+    assert '| full_compiled | | not started (deadline 10 s) |' in (
+        tmp_path / 'out' / 'summary.md').read_text()
 
 
 def fake_result(speedup, memory):

@@ -117,15 +117,16 @@ def _min_cos(agreement, key):
 
 def summary(rows):
     """The rows as a markdown table against the targets."""
-    lines = ['Ours: ADMBackbone, autocast as the row says, unrun blocks pruned (`prune`); reference: '
-             'guided-diffusion as published (fp16 torso on a GPU, fp32 on a CPU).', '',
+    lines = ['Ours: ADMBackbone, autocast as the row says, unrun blocks pruned (`prune`); '
+             'reference: guided-diffusion as published (fp16 torso on a GPU, fp32 on a CPU).',
+             '',
              '| row | dtype | ours img/s | ref img/s | ours/ref (target) | ours / ref peak GiB '
              '(ratio, target) | ours / ref TFLOP/s | ours 1st call s | cos ours vs fp32 / '
              'fp32 vs ref | met |',
              '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
     for row in rows:
         if 'error' in row:
-            lines.append(f"| {row['name']} | | failed: {row['error']} | | | | | | | |")
+            lines.append(f"| {row['name']} | | {row['error']} | | | | | | | |")
             continue
         res, checks = row['result'], row['checks']
         ours, ref = res['ours'], res['reference']
@@ -139,7 +140,8 @@ def summary(rows):
         cos = (f"{_min_cos(res['agreement'], 'ours_vs_ours_fp32'):.6f} / "
                f"{_min_cos(res['agreement'], 'ours_fp32_vs_reference_fp32'):.6f}")
         lines.append(
-            f"| {row['name']} | {ours['dtype']} | {ours['img_per_s']:.1f} | {ref['img_per_s']:.1f} | "
+            f"| {row['name']} | {ours['dtype']} | {ours['img_per_s']:.1f} | "
+            f"{ref['img_per_s']:.1f} | "
             f"{speed[0]:.2f}x (>= {speed[1]:g}x) | {mem} | {ours['tflops']:.3g} / "
             f"{ref['tflops']:.3g} | {ours['first_call_s']:.1f} | {cos} | {met} |")
     return '\n'.join(lines)
@@ -262,14 +264,6 @@ def main(argv=None):
     args = parse_args(argv)
     setting = SETTINGS['smoke' if args.smoke else 'device']
     logs = args.logs or tempfile.mkdtemp(prefix='speed_logs_')
-    rec = Recorder(args.out, logs)
-    try:
-        preflight(rec, setting)
-    except Exception as err:
-        rec.log(traceback.format_exc())
-        rec.write_json('preflight.json', dict(error=f'{type(err).__name__}: {err}'))
-        rec.tar()
-        return 1
     rows = ROWS
     if args.rows:
         known = {r[0]: r for r in ROWS}
@@ -278,6 +272,14 @@ def main(argv=None):
             raise SystemExit(f'--rows: unknown {", ".join(unknown)}; rows are '
                              f'{", ".join(known)}')
         rows = [known[r] for r in args.rows]
+    rec = Recorder(args.out, logs)
+    try:
+        preflight(rec, setting)
+    except Exception as err:
+        rec.log(traceback.format_exc())
+        rec.write_json('preflight.json', dict(error=f'{type(err).__name__}: {err}'))
+        rec.tar()
+        return 1
     weights = tempfile.mkdtemp(prefix='speed_weights_')
     try:
         checkpoint = save_weights(setting, osp.join(weights, 'adm256_redrawn_seed0.pt'))
