@@ -28,6 +28,7 @@ def test_smoke_run_writes_the_files_that_come_back(tmp_path):
 
     preflight = json.loads((out / 'preflight.json').read_text())
     assert preflight['device'] == 'cpu' and preflight['param_device'] == 'cpu'
+    assert preflight['build_on_device']
     assert preflight['feature_shape'] == [1, 2, 128, 2, 2]  # (T, B, C, H, W) of block 24
 
     (row, ) = json.loads((out / 'results.json').read_text())
@@ -90,3 +91,23 @@ def test_a_row_that_would_end_after_the_limit_is_not_started():
     assert speed.skip_reason(200, (60, 1), 1, 250, 270) is None
     assert speed.skip_reason(200, (60, 1), 3, 250, 270) == \
         'would end at about 320 s > limit 270 s'
+
+
+def test_preflight_falls_back_to_a_cpu_build(tmp_path, monkeypatch):
+    """Where building under ``torch.device(device)`` fails, the rows build on the CPU."""
+    from mmdiffssl.models import backbones
+    real, calls = backbones.ADMBackbone, []
+
+    def first_build_fails(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise RuntimeError('no build here')
+        return real(**kwargs)
+
+    monkeypatch.setattr(backbones, 'ADMBackbone', first_build_fails)
+    rec = speed.Recorder(str(tmp_path / 'out'), str(tmp_path / 'logs'))
+    info = speed.preflight(rec, speed.SETTINGS['smoke'])
+    assert len(calls) == 2 and calls[0] == calls[1]
+    assert not info['build_on_device'] and info['build_error'] == 'RuntimeError: no build here'
+    assert info['feature_shape'] == [1, 2, 128, 2, 2]
+    assert json.loads((tmp_path / 'out' / 'preflight.json').read_text()) == info

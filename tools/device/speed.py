@@ -148,7 +148,11 @@ def summary(rows):
 
 
 def preflight(rec, setting):
-    """Imports, versions and one tiny forward with the model built on the device."""
+    """Imports, versions and one tiny forward with the model built on the device.
+
+    Returns the preflight's record; ``build_on_device`` is False (the rows then build on
+    the CPU and move the models) where building under ``torch.device(device)`` failed.
+    """
     start = time.perf_counter()
     info = dict(python=sys.version.split()[0], torch=torch.__version__, cuda=torch.version.cuda,
                 device=setting['device'])
@@ -161,9 +165,15 @@ def preflight(rec, setting):
     device = torch.device(setting['device'])
     if device.type == 'cuda':
         info['device_name'] = torch.cuda.get_device_name(device)
-    with torch.device(device):
-        backbone = ADMBackbone(arch=PREFLIGHT_ARCH, blocks=(24, ), random_init='redraw',
-                               dtype='bf16').eval()
+    build = dict(arch=PREFLIGHT_ARCH, blocks=(24, ), random_init='redraw', dtype='bf16')
+    info['build_on_device'] = True
+    try:
+        with torch.device(device):
+            backbone = ADMBackbone(**build).eval()
+    except Exception as err:  # fall back to the CPU build, which the benchmark knows
+        rec.log(traceback.format_exc())
+        info.update(build_on_device=False, build_error=f'{type(err).__name__}: {err}'[:300])
+        backbone = ADMBackbone(**build).eval().to(device)
     x = torch.rand(2, 3, 32, 32, device=device) * 2 - 1
     with torch.no_grad():
         feats = backbone.intermediates(x)
@@ -179,14 +189,13 @@ def preflight(rec, setting):
 
 
 def save_weights(setting, path, seed=0):
-    """adm-256-uncond (narrowed as ``setting`` says) re-drawn once on the device and saved
-    to ``path``: the rows load these weights instead of each drawing its 552M numbers twice
-    (ours and the reference's copy) on the CPU."""
+    """adm-256-uncond (narrowed as ``setting`` says) re-drawn once (on the CPU, where the
+    re-draw samples anyway) and saved to ``path``: the rows load these weights instead of
+    each drawing its 552M numbers twice (ours and the reference's copy)."""
     from mmdiffssl.models.backbones import ADMBackbone
     flags = resolve_flags('adm-256-uncond', setting['channels'])
-    with torch.device(setting['device']):
-        unet = ADMBackbone(arch=flags, blocks=(24, ), prune=False, random_init='redraw',
-                           init_seed=seed).unet
+    unet = ADMBackbone(arch=flags, blocks=(24, ), prune=False, random_init='redraw',
+                       init_seed=seed).unet
     torch.save(unet.state_dict(), path)
     return path
 
@@ -204,7 +213,8 @@ def skip_reason(elapsed, last, timesteps, deadline_s, limit_s=None):
     return None
 
 
-def run_rows(rec, setting, deadline_s, start, rows=ROWS, checkpoint=None, limit_s=None):
+def run_rows(rec, setting, deadline_s, start, rows=ROWS, checkpoint=None, limit_s=None,
+             build_on_device=True):
     """Each row in order; a failing row is recorded and skipped.
 
     No row starts after ``deadline_s`` (seconds since ``start``), nor one that would likely
@@ -223,7 +233,8 @@ def run_rows(rec, setting, deadline_s, start, rows=ROWS, checkpoint=None, limit_
         rec.log(f'== {name} (at {elapsed:.0f} s)')
         cfg = BenchmarkConfig(
             arch='adm-256-uncond', blocks=blocks, timesteps=timesteps,
-            compile=compile_, build_on_device=True, profile_iters=2, checkpoint=checkpoint,
+            compile=compile_, build_on_device=build_on_device, profile_iters=2,
+            checkpoint=checkpoint,
             command=f'tools/device/speed.py row {name}', **setting)
         row_start = time.perf_counter()
         try:
@@ -274,7 +285,7 @@ def main(argv=None):
         rows = [known[r] for r in args.rows]
     rec = Recorder(args.out, logs)
     try:
-        preflight(rec, setting)
+        on_device = preflight(rec, setting)['build_on_device']
     except Exception as err:
         rec.log(traceback.format_exc())
         rec.write_json('preflight.json', dict(error=f'{type(err).__name__}: {err}'))
@@ -284,7 +295,8 @@ def main(argv=None):
     try:
         checkpoint = save_weights(setting, osp.join(weights, 'adm256_redrawn_seed0.pt'))
         rec.log(f'weights: re-drawn (seed 0) and saved at {time.perf_counter() - start:.0f} s')
-        run_rows(rec, setting, args.deadline_s, start, rows, checkpoint, args.limit_s)
+        run_rows(rec, setting, args.deadline_s, start, rows, checkpoint, args.limit_s,
+                 on_device)
     finally:
         shutil.rmtree(weights)
     rec.log(f'done in {time.perf_counter() - start:.0f} s')
