@@ -61,7 +61,7 @@ def test_upstream_tools_write_reuse_and_test_a_cached_config(tmp_path, fashion_m
     assert cache_files(cache) == files and [osp.getmtime(f) for f in files] == stamps
 
 
-def test_runners_build_and_our_train_tool(tmp_path, fashion_mnist_root):
+def test_runners_build_from_cfg_and_our_train_tool(tmp_path, fashion_mnist_root):
     cfg = Config.fromfile(CACHED)
     cfg.merge_from_dict(small(fashion_mnist_root, str(tmp_path / 'cache')))
     cfg.work_dir = str(tmp_path / 'work')
@@ -70,7 +70,17 @@ def test_runners_build_and_our_train_tool(tmp_path, fashion_mnist_root):
     assert type(runner.model.backbone).__name__ == 'CachedFeatures'
     assert runner.cfg.model.backbone.type == 'ADMBackbone'   # the config as written
     runner.train()
-    assert len(cache_files(str(tmp_path / 'cache'))) == 2
+    files = cache_files(str(tmp_path / 'cache'))
+    assert len(files) == 2
+    stamps = [osp.getmtime(f) for f in files]
+
+    # The runner class's own from_cfg, as a Python user calls it, reuses the cache.
+    from mmdiffssl.engine import FeatureCacheRunner
+    cfg.work_dir = str(tmp_path / 'from_cfg')
+    again = FeatureCacheRunner.from_cfg(cfg)
+    again.train()
+    assert again.train_dataloader.dataset.fill_reason is None
+    assert [osp.getmtime(f) for f in files] == stamps
 
     out = run_tool(['tools/train.py', CACHED, '--work-dir', str(tmp_path / 'ours')]
                    + as_arguments(small(fashion_mnist_root, str(tmp_path / 'cache'))))

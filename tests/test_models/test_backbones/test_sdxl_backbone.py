@@ -144,3 +144,32 @@ def test_refiner_is_refused(tmp_path):
 def test_offline_loading_errors(tmp_path, no_network):
     with pytest.raises(FileNotFoundError, match='does not exist.*nothing is downloaded'):
         build(str(tmp_path / 'missing'))
+
+
+def test_single_file_with_a_config_folder_equals_the_folder(tiny_sdxl, tmp_path, no_network):
+    """One .safetensors (diffusers layout under unet./vae.) plus a weightless config folder
+    loads the same U-Net and VAE and gives the folder's features."""
+    from safetensors.torch import save_file
+
+    from helpers.sd_tiny import configs_only
+    folder, _ = tiny_sdxl
+    ref = build(folder, blocks=(6, 7))
+    full = build(folder, blocks=(6, 7), prune=False)    # the file holds every block
+    text = str(tmp_path / 'null.pt')
+    torch.save(dict(prompt_embeds=ref.prompt_embeds[0], pooled_prompt_embeds=ref.pooled_embeds),
+               text)
+    single = str(tmp_path / 'sdxl.safetensors')
+    save_file({**{'unet.' + k: v.contiguous() for k, v in full.unet.state_dict().items()},
+               **{'vae.' + k: v.contiguous() for k, v in full.vae.state_dict().items()}}, single)
+    config = configs_only(folder, str(tmp_path / 'configs'))
+    bb = build(single, config=config, blocks=(6, 7), text=dict(type='file', path=text))
+    for module in ('unet', 'vae'):
+        expected = getattr(ref, module).state_dict()
+        for key, value in getattr(bb, module).state_dict().items():
+            assert torch.equal(expected[key], value), (module, key)
+    x = images()
+    with torch.no_grad():
+        for a, b in zip(bb(x), ref(x)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match='config='):
+        build(single, text=dict(type='file', path=text))
