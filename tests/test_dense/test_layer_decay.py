@@ -8,6 +8,7 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, DefaultScope
 from dense_data import TINY_ARCH
 from mmdiffssl.engine import LayerDecayOptimWrapperConstructor, block_layer_ids
 from mmdiffssl.models import ADMBackbone
+from mmdiffssl.registry import registered_class
 
 
 class Detector(nn.Module):
@@ -82,8 +83,8 @@ def test_decay_survives_the_lr_schedulers():
     after = [g['lr'] for g in wrapper.optimizer.param_groups]
     assert after == pytest.approx(before)
     assert min(before) == pytest.approx(1e-3 * 0.5 ** 17)
-    assert OPTIM_WRAPPER_CONSTRUCTORS.get('LayerDecayOptimWrapperConstructor') is \
-        LayerDecayOptimWrapperConstructor
+    assert registered_class(OPTIM_WRAPPER_CONSTRUCTORS,
+                            'LayerDecayOptimWrapperConstructor') is LayerDecayOptimWrapperConstructor
 
 
 def test_frozen_blocks_keep_no_grad_and_train_step_runs():
