@@ -12,6 +12,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmdiffssl.utils.compat import allow_mmengine_checkpoints
 from mmdiffssl.utils.dist import prepare_cpu_distributed
 
 #: config keys that take effect only through runner_type='FeatureCacheRunner'
@@ -53,6 +54,7 @@ def load_config(config, cfg_options=None, work_dir=None, launcher='none'):
         cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
     prepare_cpu_distributed(cfg, launcher)
     check_cache_runner(cfg)
+    allow_mmengine_checkpoints()   # the tools resume and initialise from run checkpoints
     return cfg
 
 
