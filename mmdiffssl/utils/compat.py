@@ -62,7 +62,15 @@ def allow_mmengine_checkpoints():
 @contextlib.contextmanager
 def mmengine_checkpoints_allowed():
     """mmengine's checkpoint contents allow-listed inside the block only (torch's
-    ``safe_globals`` context; a no-op on torch versions without it)."""
+    ``safe_globals`` context; a no-op on torch versions without it).
+
+    Only the entries not yet allowed are added: torch's context removes what it was given
+    on exit, which would also undo :func:`allow_mmengine_checkpoints`.
+    """
     scoped = getattr(torch.serialization, 'safe_globals', None)
-    with (scoped(mmengine_safe_globals()) if scoped else contextlib.nullcontext()):
+    if scoped is None:
+        yield
+        return
+    allowed = set(torch.serialization.get_safe_globals())
+    with scoped([g for g in mmengine_safe_globals() if g not in allowed]):
         yield

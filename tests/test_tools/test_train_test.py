@@ -29,6 +29,9 @@ def manual_accuracy(checkpoint, data_root):
     """Top-1 accuracy of the checkpoint on the 128 test images, computed without the metric."""
     from mmengine.config import Config
     from mmengine.runner import Runner
+
+    from mmdiffssl.utils.compat import allow_mmengine_checkpoints
+    allow_mmengine_checkpoints()   # a stock ResNet loads a run checkpoint in this process
     cfg = Config.fromfile(RESNET_CFG)
     cfg.test_dataloader.dataset.data_root = data_root
     cfg.test_dataloader.dataset.indices = 128

@@ -24,8 +24,16 @@ def test_scoped_allow_list_is_undone_after_the_block():
         'try:',
         '    torch.load(s)',
         'except pickle.UnpicklingError:',
-        '    print("refused after the block")'])
-    assert 'refused after the block' in run_tool(['-c', code])
+        '    print("refused after the block")',
+        'from mmdiffssl.utils.compat import allow_mmengine_checkpoints',
+        'allow_mmengine_checkpoints()',
+        'with mmengine_checkpoints_allowed():',
+        '    pass',
+        's.seek(0); assert torch.load(s)["b"].mean() == 1.5',
+        'print("a process-wide allow-list survives the block")'])
+    out = run_tool(['-c', code])
+    assert 'refused after the block' in out
+    assert 'a process-wide allow-list survives the block' in out
 
 
 def test_mmengine_history_buffer_and_numpy_load_safely():
