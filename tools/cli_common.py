@@ -12,11 +12,9 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmdiffssl.engine.feature_cache_runner import CACHE_KEYS  # read only by that runner
 from mmdiffssl.utils.compat import allow_mmengine_checkpoints
 from mmdiffssl.utils.dist import prepare_cpu_distributed
-
-#: config keys that take effect only through runner_type='FeatureCacheRunner'
-CACHE_KEYS = ('feature_cache', 'teacher_cache')
 
 
 def add_runner_arguments(parser):
