@@ -4,12 +4,14 @@ random U-Net's and raw pixels on Fashion-MNIST? Writes one report folder and pri
     python tools/pipeline.py [--preset full|demo] [--work-dir work_dirs/pipeline] [--data D]
                              [--pretrain-iters N] [--probe-train N] ...   (see --help)
 
-Steps (two lanes, one thread each, so both cores work and every number is deterministic):
+Steps: first the DDPM pretraining of the small 32x32 ADM U-Net (PRETRAIN_CFG below; its EMA
+weights are probed) on ``--pretrain-threads`` threads (default 2: both cores); then two lanes,
+one thread each, so both cores work and every number is deterministic:
 
-  lane A: DDPM pretraining of the small 32x32 ADM U-Net (PRETRAIN_CFG below; its EMA
-          weights are probed), then a DDIM sample grid of it;
+  lane A (a second process): the random U-Net's probe (same arch, re-drawn init), then a DDIM
+          sample grid of the pretrained U-Net;
   lane B: a small Fashion-MNIST classifier (for the sample numbers), the raw-pixel probe and
-          the random U-Net's probe (same arch, re-drawn init), then the pretrained U-Net's.
+          the pretrained U-Net's probe.
 
 Protocol: every probe is a linear classifier on standardised features
 (mmdiffssl.analysis.fit_linear_probe). Its block, timestep and weight decay are chosen on
@@ -41,7 +43,7 @@ from multiprocessing import get_context
 import numpy as np
 import torch
 
-PRETRAIN_CFG = 'configs/pretrain/ddpm_adm-tiny_1xb32-1200iter_fashion-mnist-32px.py'
+PRETRAIN_CFG = 'configs/pretrain/ddpm_adm-tiny_1xb32-2000iter_fashion-mnist-32px.py'
 PROBE_CFG = 'configs/diffssl/linear_adm-tiny_1xb64-2e_fashion-mnist-32px.py'
 TRAIN_IMAGES = 60000   # Fashion-MNIST's training split
 
@@ -51,7 +53,7 @@ TRAIN_IMAGES = 60000   # Fashion-MNIST's training split
 PRESETS = dict(
     full=dict(probe_train=5000, heldout=5000, test=10000, blocks=[2, 4, 6, 7, 8, 10],
               timesteps=[10, 50, 200], weight_decays=[0.0, 1e-3, 1e-2], probe_epochs=30,
-              seeds=3, samples=256, sample_steps=50, classifier_train=55000,
+              seeds=3, samples=256, sample_steps=25, classifier_train=55000,
               classifier_epochs=2, curve_points=4),
     demo=dict(pretrain_iters=100, ema_momentum=0.05, probe_train=2000, heldout=5000,
               test=10000, blocks=[4, 8], timesteps=[10, 100], weight_decays=[0.0, 1e-2],
@@ -69,6 +71,9 @@ def parse_args(argv=None):
     parser.add_argument('--jobs', type=int, choices=(1, 2), default=2,
                         help='processes: 2 runs lane A beside lane B, 1 runs them in turn '
                         '(the same numbers: every step computes with one thread)')
+    parser.add_argument('--pretrain-threads', type=int, default=2,
+                        help='intra-op threads of the pretraining, which runs alone (default 2: '
+                        'both cores; its numbers depend on this count)')
     for name, kind in (('pretrain_iters', int), ('pretrain_batch', int), ('pretrain_lr', float),
                        ('ema_momentum', float)):
         parser.add_argument('--' + name.replace('_', '-'), type=kind,
@@ -94,6 +99,8 @@ def parse_args(argv=None):
     if not 2 <= args.samples <= args.heldout:
         parser.error(f'--samples {args.samples} is not in [2, --heldout {args.heldout}]: the '
                      'Frechet distance needs 2, and as many held-out real images are scored')
+    if args.pretrain_threads < 1:
+        parser.error(f'--pretrain-threads {args.pretrain_threads} is not >= 1')
     if args.curve_points < 1:
         parser.error(f'--curve-points {args.curve_points} is not >= 1')
     return args
@@ -130,7 +137,7 @@ def heldout_indices(args):
     return list(range(TRAIN_IMAGES - args.heldout, TRAIN_IMAGES))
 
 
-# ---------------------------------------------------------------------------- lane A
+# ---------------------------------------------------------------------------- pretraining, samples
 def pretrain_config(args):
     """PRETRAIN_CFG with the flags given: data root, held-out split, iterations, batch, lr,
     EMA momentum."""
@@ -159,12 +166,13 @@ def pretrain_settings(cfg):
 
 
 def pretrain(args):
-    """Lane A's first step: the EMA checkpoint of the pretraining run, reused when its key
-    (resolved config + data files) has a finished run."""
-    one_thread()
+    """The first step: the EMA checkpoint of the pretraining run on ``--pretrain-threads``
+    threads, reused when its key (resolved config, thread count, data files, training code)
+    has a finished run."""
     from cli_common import build_runner
     cfg = pretrain_config(args)
-    key = digest(dict(config=cfg.to_dict(), data=data_fingerprint(args.data),
+    key = digest(dict(config=cfg.to_dict(), threads=args.pretrain_threads,
+                      data=data_fingerprint(args.data),
                       code=code_fingerprint('mmdiffssl.models.pretrainers.ddpm',
                                             'mmdiffssl.models.ddpm_objective',
                                             'mmdiffssl.models.diffusion',
@@ -177,8 +185,13 @@ def pretrain(args):
             return dict(json.load(f), reused=True)
     cfg.work_dir = work_dir
     start = time.time(), time.process_time()
-    build_runner(cfg).train()
-    record = dict(checkpoint=ckpt, key=key, settings=pretrain_settings(cfg),
+    torch.set_num_threads(args.pretrain_threads)
+    try:
+        build_runner(cfg).train()
+    finally:
+        one_thread()
+    record = dict(checkpoint=ckpt, key=key, settings=dict(pretrain_settings(cfg),
+                                                          threads=args.pretrain_threads),
                   wall_s=time.time() - start[0], cpu_s=time.process_time() - start[1])
     with open(done, 'w') as f:
         json.dump(record, f, indent=1)
@@ -228,7 +241,7 @@ def sample(args, checkpoint):
     return path, False
 
 
-# ---------------------------------------------------------------------------- lane B
+# ---------------------------------------------------------------------------- probes
 def probe_config(args):
     from cli_common import load_config
     cfg = load_config(PROBE_CFG)
@@ -289,6 +302,20 @@ def classifier(args, cfg):
     torch.save(dict(state_dict=model.state_dict()), path + '.part')
     os.replace(path + '.part', path)
     return model
+
+
+def classifier_numbers(args, cfg):
+    """The sample-grid classifier and what the samples are compared with: ``(model, test
+    top-1 (%), the scores of ``--samples`` held-out real images, the test images' classifier
+    features)``."""
+    from mmdiffssl.analysis.sample_quality import classifier_outputs, score_images
+    model = classifier(args, cfg)
+    test_images, test_labels = load_images(cfg.test_dataloader.dataset)
+    test_probs, test_feats = classifier_outputs(model, test_images)
+    top1 = float((test_probs.argmax(1) == test_labels.numpy()).mean() * 100)
+    held_images = load_images(dict(cfg.val_dataloader.dataset,
+                                   indices=heldout_indices(args)[:args.samples]))[0]
+    return model, top1, score_images(model, held_images, test_feats), test_feats
 
 
 def select_and_test(args, train_y, held_y, cells, test, log):
@@ -493,8 +520,9 @@ def write_report(args, out, summary, probes, heatmap, samples, real, classifier_
         f'{args.heldout} held-out training images; {args.seeds} seeds (mini-batch order); '
         f'test set used once.', '', f'Run: {machine["date"]} on {machine["cpu"]} '
         f'({machine["cores"]} cores, load average {machine["load_start"]:.1f} at the start, '
-        f'{os.getloadavg()[0]:.1f} at the end), one thread per step, {args.jobs} '
-        f'process(es), {time.time() - machine["start"]:.0f} s wall: `{machine["command"]}`', '',
+        f'{os.getloadavg()[0]:.1f} at the end), pretraining on {run["threads"]} threads, then '
+        f'one thread per lane, {args.jobs} lane(s), {time.time() - machine["start"]:.0f} s '
+        f'wall: `{machine["command"]}`', '',
         '| features | chosen (held-out) | test top-1 (%), mean +- std | 95% interval |',
         '| --- | --- | --- | --- |']
     for name, s in summary.items():
@@ -547,62 +575,63 @@ class InlineExecutor:
         return future
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    machine = machine_record(argv)
+def log(msg):
+    print(f'== [{time.strftime("%H:%M:%S")}] {msg}', flush=True)
+
+
+def lane_setup():
+    """What every lane's process needs: one thread, mmdiffssl's modules registered and
+    mmpretrain's scope (the probe configs' default)."""
     one_thread()
     from mmengine.registry import init_default_scope
 
     import mmdiffssl  # noqa: F401  (registers mmdiffssl's modules)
-    from mmdiffssl.analysis.sample_quality import classifier_outputs, score_images
-    from mmdiffssl.datasets import prepare_fashion_mnist
     init_default_scope('mmpretrain')
-    start = time.time()
 
-    def log(msg):
-        print(f'== [{int(time.time() - start) // 60}m{int(time.time() - start) % 60:02d}s] '
-              f'{msg}', flush=True)
+
+def timed(fn, *args):
+    """``(fn(*args), {'wall_s', 'cpu_s'})`` on one thread (a lane's step, in any process)."""
+    one_thread()
+    start = time.time(), time.process_time()
+    result = fn(*args)
+    return result, dict(wall_s=time.time() - start[0], cpu_s=time.process_time() - start[1])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    machine = machine_record(argv)
+    lane_setup()
+    from mmdiffssl.analysis.sample_quality import score_images
+    from mmdiffssl.datasets import prepare_fashion_mnist
 
     prepare_fashion_mnist(args.data)
     out = args.work_dir
     os.makedirs(out, exist_ok=True)
     cfg = probe_config(args)
-    timing = {}
-    lanes = (ProcessPoolExecutor(1, mp_context=get_context('spawn')) if args.jobs == 2
-             else InlineExecutor())
+    arch = dict(cfg.model.backbone)
+    log(f'pretraining ({args.pretrain_threads} threads)')
+    run = pretrain(args)
+    timing = dict(pretraining=run)
+    pretrained = dict(arch, checkpoint=run['checkpoint'], checkpoint_prefix='unet.')
+    lanes = (ProcessPoolExecutor(1, mp_context=get_context('spawn'), initializer=lane_setup)
+             if args.jobs == 2 else InlineExecutor())
     with lanes as lane_a:
-        pretraining = lane_a.submit(pretrain, args)
-        log('lane A: pretrained' if args.jobs == 1 else
-            'lane A: pretraining (in a second process)')
-        t0 = time.time(), time.process_time()
-        model = classifier(args, cfg)
-        test_images, test_labels = load_images(cfg.test_dataloader.dataset)
-        test_probs, test_feats = classifier_outputs(model, test_images)
-        classifier_top1 = float((test_probs.argmax(1) == test_labels.numpy()).mean() * 100)
-        held_images = load_images(dict(cfg.val_dataloader.dataset,
-                                       indices=heldout_indices(args)[:args.samples]))[0]
-        real = score_images(model, held_images, test_feats)
-        timing['classifier'] = dict(wall_s=time.time() - t0[0], cpu_s=time.process_time() - t0[1])
+        log('lane A: random U-Net probe, then samples' + (' (in a second process)'
+                                                         if args.jobs == 2 else ''))
+        random_probe = lane_a.submit(timed, probe_unet, args, cfg,
+                                     dict(arch, random_init='redraw'), log)
+        sampling = lane_a.submit(sample, args, run['checkpoint'])
+        (model, classifier_top1, real, test_feats), timing['classifier'] = timed(
+            classifier_numbers, args, cfg)
         log(f'lane B: classifier {classifier_top1:.2f}% test top-1; pixel probe')
         probes = {}
-        t0 = time.time(), time.process_time()
-        probes['pixels'] = probe_pixels(args, cfg, log)
-        log('lane B: random U-Net probe')
-        arch = dict(cfg.model.backbone)
-        probes['random'] = probe_unet(args, cfg, dict(arch, random_init='redraw'), log)
-        timing['pixel and random probes'] = dict(wall_s=time.time() - t0[0],
-                                                 cpu_s=time.process_time() - t0[1])
-        log('lane B: waiting for the pretraining')
-        run = pretraining.result()
-        timing['pretraining'] = run
-        sampling = lane_a.submit(sample, args, run['checkpoint'])
-        log(f'lane A: {args.samples} samples; lane B: pretrained U-Net probe')
-        t0 = time.time(), time.process_time()
-        probes['pretrained'] = probe_unet(
-            args, cfg, dict(arch, checkpoint=run['checkpoint'], checkpoint_prefix='unet.'), log)
-        timing['pretrained probe'] = dict(wall_s=time.time() - t0[0],
-                                          cpu_s=time.process_time() - t0[1])
+        probes['pixels'], timing['pixel probe'] = timed(probe_pixels, args, cfg, log)
+        log('lane B: pretrained U-Net probe')
+        probes['pretrained'], timing['pretrained probe'] = timed(probe_unet, args, cfg,
+                                                                 pretrained, log)
+        probes['random'], timing['random probe'] = random_probe.result()
         samples_path, reused = sampling.result()
+    probes = {name: probes[name] for name in ('pixels', 'random', 'pretrained')}
     with open(samples_path[:-4] + '.json') as f:
         timing['samples'] = dict(json.load(f), reused=reused)
     images = np.load(samples_path)
@@ -615,8 +644,8 @@ def main(argv=None):
     if margin_of(summary) < TARGET:
         log(f'margin below {TARGET:g} points: held-out top-1 along the pretraining')
         best = probes['pretrained']['cell']
-        points = curve(args, cfg, run, best, probes['pretrained']['weight_decay'],
-                       heatmap[best])
+        points, timing['curve'] = timed(curve, args, cfg, run, best,
+                                        probes['pretrained']['weight_decay'], heatmap[best])
     headline = write_report(args, out, summary, probes, heatmap, samples, real,
                             classifier_top1, timing, points, machine)
     log('done')

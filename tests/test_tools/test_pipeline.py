@@ -122,3 +122,26 @@ def test_second_run_reuses_caches_and_reproduces(pipeline_run, fashion_mnist_roo
         assert again[name] == report[name], name
     for name, value in np.load(osp.join(out, 'predictions.npz')).items():
         np.testing.assert_array_equal(value, predictions[name])
+
+
+def test_pretraining_on_two_threads_is_deterministic(tmp_path, fashion_mnist_root):
+    """The pretraining runs alone on ``--pretrain-threads`` threads: two runs at one count
+    give the same weights, and the count is part of the run's key (another count is not
+    reused)."""
+    from mmengine.registry import init_default_scope
+
+    import pipeline
+    init_default_scope('mmpretrain')
+    runs = []
+    for name, threads in (('a', 2), ('b', 2), ('c', 1)):
+        args = pipeline.parse_args([*TOY, '--work-dir', str(tmp_path / name), '--data',
+                                    fashion_mnist_root, '--pretrain-threads', str(threads)])
+        runs.append(pipeline.pretrain(args))
+    assert torch.get_num_threads() == 1     # the lanes' count is restored
+    assert runs[0]['key'] == runs[1]['key'] != runs[2]['key']
+    assert runs[0]['settings']['threads'] == 2 and runs[2]['settings']['threads'] == 1
+    first, second = (torch.load(r['checkpoint'], weights_only=False)['state_dict']
+                     for r in runs[:2])
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
