@@ -68,10 +68,10 @@ PRESETS = dict(
               test=10000, blocks=[4, 8], timesteps=[10, 100], weight_decays=[0.0, 1e-2],
               probe_epochs=30, seeds=3, samples=64, sample_steps=20, classifier_train=20000,
               classifier_epochs=1, curve_points=2),
-    # one H200 (tools/device/science.sh, tools/device/README.md: how these were sized); the
-    # pretraining iterations are set there from a timed rehearsal of this config
-    gpu=dict(pretrain_iters=8000, pretrain_batch=512, pretrain_lr=1e-3, ema_momentum=1e-3,
-             probe_train=20000, heldout=5000, test=10000, blocks=[2, 4, 6, 7, 8, 9, 10, 11, 12],
+    # one H200 (tools/device/science.sh; tools/device/README.md says how these were sized);
+    # there the pretraining iterations (at most these) come from a timed rehearsal
+    gpu=dict(pretrain_iters=20000, pretrain_batch=512, pretrain_lr=1e-3, ema_momentum=1e-3,
+             probe_train=10000, heldout=5000, test=10000, blocks=[2, 4, 6, 7, 8, 9, 10, 11, 12],
              timesteps=[10, 50, 100, 200, 400], weight_decays=[0.0, 1e-2], probe_epochs=30,
              seeds=3, samples=256, sample_steps=50, classifier_train=55000,
              classifier_epochs=2, curve_points=4, device='cuda', dtype='bf16', workers=10,
@@ -330,6 +330,20 @@ def load_images(dataset_cfg):
     return images.float() / 127.5 - 1, labels
 
 
+def sample_scorer(args, cfg):
+    """The sample-grid classifier (:func:`classifier`), its test top-1 (%), the ``(T, D)``
+    classifier features of the test images and the scores of ``--samples`` held-out real
+    images: ``(model, top1, test_feats, real)``."""
+    from mmdiffssl.analysis.sample_quality import classifier_outputs, score_images
+    model = classifier(args, cfg)
+    test_images, test_labels = load_images(cfg.test_dataloader.dataset)
+    test_probs, test_feats = classifier_outputs(model, test_images)
+    top1 = float((test_probs.argmax(1) == test_labels.numpy()).mean() * 100)
+    held_images = load_images(dict(cfg.val_dataloader.dataset,
+                                   indices=heldout_indices(args)[:args.samples]))[0]
+    return model, top1, test_feats, score_images(model, held_images, test_feats)
+
+
 def classifier(args, cfg):
     """The sample-grid classifier: trained once on the first ``--classifier-train`` training
     images (never the held-out ones), cached by its settings and the data files."""
@@ -521,6 +535,8 @@ def head_config(args, cfg, name, checkpoint, heatmap):
         loader = f'{split}_dataloader'
         head_cfg[loader] = dict(cfg[loader], batch_size=args.head_batch if split == 'train'
                                 else args.extract_batch)
+        if args.workers:   # DifFeed reads images (the cached heads read in-process)
+            head_cfg[loader].update(num_workers=args.workers, persistent_workers=True)
     head_cfg.data_preprocessor = cfg.data_preprocessor
     head_cfg.val_evaluator = head_cfg.test_evaluator = cfg.val_evaluator
     head_cfg.train_cfg.update(max_epochs=args.head_epochs, val_interval=args.head_epochs,
@@ -595,6 +611,15 @@ def save_grid(images, path, cols=8):
         r, c = divmod(i, cols)
         grid[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
     Image.fromarray(grid).resize((cols * w * 2, rows * h * 2), Image.NEAREST).save(path)
+
+
+def summaries(probes):
+    """``(heatmap {(block, t): held-out top1}, summary {name: summarise() + cell and weight
+    decay})`` of the probes of :func:`select_and_test`."""
+    heatmap = {cell: top1 for cell, (top1, _) in probes['pretrained']['heldout'].items()}
+    summary = {name: dict(summarise(r), cell=list(r['cell']) if r['cell'] else None,
+                          weight_decay=r['weight_decay']) for name, r in probes.items()}
+    return heatmap, summary
 
 
 def margin_of(summary):
@@ -723,7 +748,7 @@ def main(argv=None):
     from mmengine.registry import init_default_scope
 
     import mmdiffssl  # noqa: F401  (registers mmdiffssl's modules)
-    from mmdiffssl.analysis.sample_quality import classifier_outputs, score_images
+    from mmdiffssl.analysis.sample_quality import score_images
     from mmdiffssl.datasets import prepare_fashion_mnist
     init_default_scope('mmpretrain')
     start = time.time()
@@ -744,13 +769,7 @@ def main(argv=None):
         log('lane A: pretrained' if args.jobs == 1 else
             'lane A: pretraining (in a second process)')
         t0 = time.time(), time.process_time()
-        model = classifier(args, cfg)
-        test_images, test_labels = load_images(cfg.test_dataloader.dataset)
-        test_probs, test_feats = classifier_outputs(model, test_images)
-        classifier_top1 = float((test_probs.argmax(1) == test_labels.numpy()).mean() * 100)
-        held_images = load_images(dict(cfg.val_dataloader.dataset,
-                                       indices=heldout_indices(args)[:args.samples]))[0]
-        real = score_images(model, held_images, test_feats)
+        model, classifier_top1, test_feats, real = sample_scorer(args, cfg)
         timing['classifier'] = dict(wall_s=time.time() - t0[0], cpu_s=time.process_time() - t0[1])
         log(f'lane B: classifier {classifier_top1:.2f}% test top-1; pixel probe')
         probes = {}
@@ -777,9 +796,7 @@ def main(argv=None):
     images = np.load(samples_path)
     save_grid(images, osp.join(out, 'samples.png'))
     samples = score_images(model, torch.from_numpy(images).float() / 127.5 - 1, test_feats)
-    heatmap = {cell: top1 for cell, (top1, _) in probes['pretrained']['heldout'].items()}
-    summary = {name: dict(summarise(r), cell=list(r['cell']) if r['cell'] else None,
-                          weight_decay=r['weight_decay']) for name, r in probes.items()}
+    heatmap, summary = summaries(probes)
     heads = {}
     for name in args.heads:
         log(f'head: {name}')
