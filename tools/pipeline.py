@@ -265,7 +265,8 @@ def sample(args, checkpoint):
                       steps=args.sample_steps, method='ddim', seed=0,
                       code=code_fingerprint('mmdiffssl.models.sampling',
                                             'mmdiffssl.models.unets.adm'),
-                      **not_default(args, 'device', 'dtype')))
+                      # the chunk size orders the noise draws
+                      **not_default(args, 'device', 'dtype', 'extract_batch')))
     path = osp.join(args.work_dir, 'samples', key + '.npy')
     if osp.isfile(path):
         return path, True
