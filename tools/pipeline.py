@@ -208,6 +208,8 @@ def pretrain_config(args):
         cfg.custom_hooks[0].momentum = args.ema_momentum
     if args.workers:
         cfg.train_dataloader.update(num_workers=args.workers, persistent_workers=True)
+    if args.device == 'cuda':
+        cfg.env_cfg.cudnn_benchmark = True   # one input shape all along
     if args.dtype == 'bf16':
         from cli_common import enable_amp
         enable_amp(cfg)
