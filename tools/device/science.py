@@ -201,6 +201,7 @@ def main(argv=None):
     if info is None:
         rec.tar()
         return 1
+    rec.write_json('preflight.json', info)   # again below, with the rehearsal
     from mmengine.registry import init_default_scope
     init_default_scope('mmpretrain')
     rehearsal = rec.step('rehearsal', rehearse, pargs, 2 if args.smoke else args.rehearsal_iters,
