@@ -28,6 +28,11 @@ source of the training code), feature caches (feature_cache/, keyed by weights, 
 and settings), the classifier (classifier/<key>.pth) and the samples (samples/<key>.npy,
 keyed by the checkpoint's bytes and the sampler's settings and source).
 A second run with nothing changed recomputes only the probe fits and the report.
+
+On a GPU (``--preset gpu``, what tools/device/science.sh runs): ``--device cuda --dtype bf16``
+pretrains through mmengine's AmpOptimWrapper and runs the feature caches, samples and probe
+fits there; ``--heads`` then trains the paper's heads (HEAD_CFGS) on the pretrained U-Net's
+best held-out cell and adds their table to the report.
 """
 import argparse
 import copy
@@ -46,6 +51,12 @@ import torch
 PRETRAIN_CFG = 'configs/pretrain/ddpm_adm-tiny_1xb32-2000iter_fashion-mnist-32px.py'
 PROBE_CFG = 'configs/diffssl/linear_adm-tiny_1xb64-2e_fashion-mnist-32px.py'
 TRAIN_IMAGES = 60000   # Fashion-MNIST's training split
+# the paper's heads, trained by mmengine on the pretrained U-Net (--heads): from a feature
+# cache of the best cell, DifFeed online (it runs the U-Net twice)
+HEAD_CFGS = dict(linear='configs/diffssl/linear_adm-tiny_1xb16-4e_folder-32px.py',
+                 attention='configs/diffssl/attention_adm-tiny_1xb16-4e_folder-32px.py',
+                 difformer='configs/diffssl/difformer_adm-tiny_1xb16-4e_folder-32px.py',
+                 diffeed='configs/diffssl/diffeed_adm-tiny_1xb16-4e_folder-32px.py')
 
 # Sizes of the README's run and of `make demo`; every one is also a flag. The pretraining
 # settings (--pretrain-iters, --pretrain-batch, --pretrain-lr, --ema-momentum) default to
@@ -58,7 +69,27 @@ PRESETS = dict(
     demo=dict(pretrain_iters=100, ema_momentum=0.05, probe_train=2000, heldout=5000,
               test=10000, blocks=[4, 8], timesteps=[10, 100], weight_decays=[0.0, 1e-2],
               probe_epochs=30, seeds=3, samples=64, sample_steps=20, classifier_train=20000,
-              classifier_epochs=1, curve_points=2))
+              classifier_epochs=1, curve_points=2),
+    # one H200 (tools/device/science.sh; tools/device/README.md says how these were sized);
+    # there the pretraining iterations (at most these) come from a timed rehearsal
+    gpu=dict(pretrain_iters=20000, pretrain_batch=512, pretrain_lr=1e-3, ema_momentum=1e-3,
+             probe_train=10000, heldout=5000, test=10000, blocks=[2, 4, 6, 7, 8, 9, 10, 11, 12],
+             timesteps=[10, 50, 100, 200, 400], weight_decays=[0.0, 1e-2], probe_epochs=30,
+             seeds=3, samples=256, sample_steps=50, classifier_train=55000,
+             classifier_epochs=2, curve_points=4, device='cuda', dtype='bf16', workers=10,
+             extract_batch=1000, heads=['linear', 'attention', 'difformer', 'diffeed'],
+             head_epochs=8, head_batch=128))
+# Where and how the steps compute, and the optional heads step; a preset may set them.
+DEVICE_OPTIONS = dict(
+    device=('cpu', 'where the U-Nets (pretraining, feature caches, samples) and the probes run'),
+    dtype=('fp32', 'autocast dtype of the U-Nets: fp32 or bf16 (bf16 pretrains through '
+           "mmengine's AmpOptimWrapper: needs --device cuda)"),
+    workers=(0, 'pretraining dataloader workers (0: the config\'s)'),
+    extract_batch=(64, 'images per U-Net forward when filling feature caches and sampling'),
+    heads=([], 'heads trained on the pretrained U-Net\'s best held-out cell after the probes '
+           f'(any of {", ".join(HEAD_CFGS)})'),
+    head_epochs=(4, 'epochs of each head'),
+    head_batch=(16, 'images per head training batch'))
 TARGET = 3.0   # points the pretrained probe must beat both baselines by (issue #17)
 POOL = 4   # each block's map is pooled 4x4 before the probe
 
@@ -84,10 +115,23 @@ def parse_args(argv=None):
         parser.add_argument('--' + name.replace('_', '-'), type=kind,
                             nargs='+' if isinstance(value, list) else None,
                             help=f'default from --preset (full: {value})')
+    for name, (value, text) in DEVICE_OPTIONS.items():
+        kind = str if isinstance(value, (str, list)) else type(value)
+        parser.add_argument('--' + name.replace('_', '-'), type=kind,
+                            nargs='*' if isinstance(value, list) else None,
+                            choices=list(HEAD_CFGS) if name == 'heads' else None,
+                            help=f'{text} (default {value!r} or the preset\'s)')
     args = parser.parse_args(argv)
-    for name, value in PRESETS[args.preset].items():
+    for name, value in {**{k: v[0] for k, v in DEVICE_OPTIONS.items()},
+                        **PRESETS[args.preset]}.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.device not in ('cpu', 'cuda'):
+        parser.error(f'--device {args.device!r} is not cpu or cuda')
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda: no CUDA device here (use --device cpu --dtype fp32)')
+    if args.dtype not in ('fp32', 'bf16') or (args.dtype == 'bf16' and args.device != 'cuda'):
+        parser.error(f'--dtype {args.dtype!r} is not fp32, or bf16 with --device cuda')
     if args.probe_train + args.heldout > TRAIN_IMAGES:
         parser.error(f'--probe-train {args.probe_train} + --heldout {args.heldout} exceed the '
                      f'{TRAIN_IMAGES} training images')
@@ -133,6 +177,19 @@ def code_fingerprint(*modules):
     return {name: file_checksum(importlib.import_module(name).__file__) for name in modules}
 
 
+def not_default(args, *names):
+    """The device options among ``names`` that differ from their defaults (for cache keys:
+    those of CPU fp32 runs stay as they were)."""
+    return {name: getattr(args, name) for name in names
+            if getattr(args, name) != DEVICE_OPTIONS[name][0]}
+
+
+def fill_options(args):
+    """How feature caches are filled: ``batch_size`` and ``device`` of
+    :class:`~mmdiffssl.datasets.CachedFeatureDataset`."""
+    return dict(batch_size=args.extract_batch, device=args.device)
+
+
 def heldout_indices(args):
     return list(range(TRAIN_IMAGES - args.heldout, TRAIN_IMAGES))
 
@@ -156,6 +213,14 @@ def pretrain_config(args):
         cfg.optim_wrapper.optimizer.lr = args.pretrain_lr
     if args.ema_momentum is not None:
         cfg.custom_hooks[0].momentum = args.ema_momentum
+    if args.workers:
+        cfg.train_dataloader.update(num_workers=args.workers, persistent_workers=True)
+    if args.device == 'cuda':
+        cfg.env_cfg.cudnn_benchmark = True   # one input shape all along
+    if args.dtype == 'bf16':
+        from cli_common import enable_amp
+        enable_amp(cfg)
+        cfg.optim_wrapper.dtype = 'bfloat16'
     return cfg
 
 
@@ -214,24 +279,27 @@ def sample(args, checkpoint):
     key = digest(dict(checkpoint=file_checksum(checkpoint), flags=flags, num=args.samples,
                       steps=args.sample_steps, method='ddim', seed=0,
                       code=code_fingerprint('mmdiffssl.models.sampling',
-                                            'mmdiffssl.models.unets.adm')))
+                                            'mmdiffssl.models.unets.adm'),
+                      # the chunk size orders the noise draws
+                      **not_default(args, 'device', 'dtype', 'extract_batch')))
     path = osp.join(args.work_dir, 'samples', key + '.npy')
     if osp.isfile(path):
         return path, True
     start = time.time(), time.process_time()
     unet = build_adm_unet(flags)
     load_weights(unet, checkpoint, prefix='unet.')
-    sampler = DiffusionSampler(unet.eval(), DDPMObjective(
-        DiffusionSchedule(flags['noise_schedule'], flags['diffusion_steps']),
-        flags['learn_sigma']))
-    gen = torch.Generator().manual_seed(0)
+    objective = DDPMObjective(DiffusionSchedule(flags['noise_schedule'],
+                                                flags['diffusion_steps']), flags['learn_sigma'])
+    sampler = DiffusionSampler(unet.to(args.device).eval(), objective)  # tables follow t
+    gen = torch.Generator().manual_seed(0)  # on the CPU: the same noise on every device
     size = flags['image_size']
     images = []
-    for start_idx in range(0, args.samples, 64):
-        num = min(64, args.samples - start_idx)
-        noise = torch.randn(num, 3, size, size, generator=gen)
-        x = sampler.ddim(noise, generator=gen, steps=args.sample_steps)
-        images.append(((x.clamp(-1, 1) + 1) * 127.5).round().byte())
+    for start_idx in range(0, args.samples, args.extract_batch):
+        num = min(args.extract_batch, args.samples - start_idx)
+        noise = torch.randn(num, 3, size, size, generator=gen).to(args.device)
+        with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.dtype == 'bf16'):
+            x = sampler.ddim(noise, generator=gen, steps=args.sample_steps).float()
+        images.append(((x.clamp(-1, 1) + 1) * 127.5).round().byte().cpu())
     os.makedirs(osp.dirname(path), exist_ok=True)
     np.save(path + '.part.npy', torch.cat(images).numpy())
     os.replace(path + '.part.npy', path)
@@ -252,6 +320,7 @@ def probe_config(args):
     cfg.val_dataloader.dataset = dict(cfg.train_dataloader.dataset,
                                       indices=heldout_indices(args))
     cfg.test_dataloader.dataset.indices = args.test
+    cfg.model.backbone.dtype = args.dtype
     return cfg
 
 
@@ -275,6 +344,20 @@ def load_images(dataset_cfg):
     images = torch.stack([dataset[i]['inputs'][:1] for i in indices])
     labels = torch.tensor([int(dataset.get_data_info(i)['gt_label']) for i in indices])
     return images.float() / 127.5 - 1, labels
+
+
+def sample_scorer(args, cfg):
+    """The sample-grid classifier (:func:`classifier`), its test top-1 (%), the ``(T, D)``
+    classifier features of the test images and the scores of ``--samples`` held-out real
+    images: ``(model, top1, test_feats, real)``."""
+    from mmdiffssl.analysis.sample_quality import classifier_outputs, score_images
+    model = classifier(args, cfg)
+    test_images, test_labels = load_images(cfg.test_dataloader.dataset)
+    test_probs, test_feats = classifier_outputs(model, test_images)
+    top1 = float((test_probs.argmax(1) == test_labels.numpy()).mean() * 100)
+    held_images = load_images(dict(cfg.val_dataloader.dataset,
+                                   indices=heldout_indices(args)[:args.samples]))[0]
+    return model, top1, test_feats, score_images(model, held_images, test_feats)
 
 
 def classifier(args, cfg):
@@ -304,20 +387,6 @@ def classifier(args, cfg):
     return model
 
 
-def classifier_numbers(args, cfg):
-    """The sample-grid classifier and what the samples are compared with: ``(model, test
-    top-1 (%), the scores of ``--samples`` held-out real images, the test images' classifier
-    features)``."""
-    from mmdiffssl.analysis.sample_quality import classifier_outputs, score_images
-    model = classifier(args, cfg)
-    test_images, test_labels = load_images(cfg.test_dataloader.dataset)
-    test_probs, test_feats = classifier_outputs(model, test_images)
-    top1 = float((test_probs.argmax(1) == test_labels.numpy()).mean() * 100)
-    held_images = load_images(dict(cfg.val_dataloader.dataset,
-                                   indices=heldout_indices(args)[:args.samples]))[0]
-    return model, top1, score_images(model, held_images, test_feats), test_feats
-
-
 def select_and_test(args, train_y, held_y, cells, test, log):
     """Choose a probe on the held-out rows, then fit it with every seed and predict the test
     rows once.
@@ -338,7 +407,8 @@ def select_and_test(args, train_y, held_y, cells, test, log):
     for cell, features in cells.items():
         train_x, held_x = features()
         scores = [(linear_probe(train_x, train_y, held_x, held_y, epochs=args.probe_epochs,
-                                weight_decay=wd), wd) for wd in args.weight_decays]
+                                weight_decay=wd, device=args.device), wd)
+                  for wd in args.weight_decays]
         heldout[cell] = max(scores, key=lambda s: (s[0], -s[1]))
         log(f'  held-out {cell}: ' + ', '.join(f'wd {wd:g}: {top1:.2f}' for top1, wd in scores))
     cell = max(heldout, key=lambda c: heldout[c][0])
@@ -348,9 +418,9 @@ def select_and_test(args, train_y, held_y, cells, test, log):
     predictions = []
     for seed in range(args.seeds):
         probe = fit_linear_probe(train_x, train_y, epochs=args.probe_epochs, seed=seed,
-                                 weight_decay=weight_decay, num_classes=10)
+                                 weight_decay=weight_decay, num_classes=10, device=args.device)
         with torch.no_grad():
-            predictions.append(probe(test_x).argmax(1))
+            predictions.append(probe(test_x.to(args.device)).argmax(1).cpu())
     return dict(heldout=heldout, cell=cell, weight_decay=weight_decay,
                 predictions=torch.stack(predictions).numpy(), labels=test_y.numpy())
 
@@ -362,7 +432,8 @@ def probe_unet(args, cfg, backbone, log):
     cfg = copy.deepcopy(cfg)
     cfg.model.backbone = backbone
     cache_root = osp.join(args.work_dir, 'feature_cache')
-    train, val = sweep_datasets(cfg, args.blocks, args.timesteps, cache_root, POOL)
+    train, val = sweep_datasets(cfg, args.blocks, args.timesteps, cache_root, POOL,
+                                **fill_options(args))
 
     def features(block, t):
         cols = cell_columns(train.layout, args.timesteps, block, t)
@@ -375,7 +446,7 @@ def probe_unet(args, cfg, backbone, log):
             type='CachedFeatureDataset', dataset=cfg.test_dataloader.dataset,
             backbone=dict(backbone, blocks=(cell[0], ), timesteps=(cell[1], )),
             data_preprocessor=dict(cfg.data_preprocessor, type='mmpretrain.ClsDataPreprocessor'),
-            cache_root=cache_root, pool=POOL))
+            cache_root=cache_root, pool=POOL, **fill_options(args)))
         return cell_rows(data, 0, data.row_size), torch.from_numpy(data.labels)
 
     return select_and_test(args, torch.from_numpy(train.labels), torch.from_numpy(val.labels),
@@ -412,12 +483,104 @@ def curve(args, cfg, run, cell, weight_decay, final_top1):
         probe_cfg.model.backbone = dict(cfg.model.backbone, checkpoint_prefix='unet.',
                                         checkpoint=osp.join(work_dir, f'iter_{it}.pth'))
         train, val = sweep_datasets(probe_cfg, [cell[0]], [cell[1]],
-                                    osp.join(args.work_dir, 'feature_cache'), POOL)
+                                    osp.join(args.work_dir, 'feature_cache'), POOL,
+                                    **fill_options(args))
         top1 = linear_probe(cell_rows(train, 0, train.row_size), torch.from_numpy(train.labels),
                             cell_rows(val, 0, val.row_size), torch.from_numpy(val.labels),
-                            epochs=args.probe_epochs, weight_decay=weight_decay)
+                            epochs=args.probe_epochs, weight_decay=weight_decay,
+                            device=args.device)
         points.append((it, run['wall_s'] * it / iters / 60, top1))
     return points
+
+
+# ---------------------------------------------------------------------------- heads
+def head_cells(heatmap):
+    """What the heads read, chosen on the held-out heatmap ``{(block, t): top1}``: the best
+    cell ``(block, t)``, and DifFormer's ``(blocks, timesteps)``: the three best blocks at
+    that t and the two best timesteps at that block (the paper's 3 x 3 lies around its best
+    cell, block 24 at t = 150), both in ascending order."""
+    block, t = max(heatmap, key=heatmap.get)
+    at_t = sorted((b for b, s in heatmap if s == t), key=lambda b: -heatmap[(b, t)])
+    at_block = sorted((s for b, s in heatmap if b == block), key=lambda s: -heatmap[(block, s)])
+    return (block, t), (tuple(sorted(at_t[:3])), tuple(sorted(at_block[:2])))
+
+
+def head_config(args, cfg, name, checkpoint, heatmap):
+    """The config of head ``name`` (:data:`HEAD_CFGS`) on the pretrained U-Net's cells of
+    :func:`head_cells`, with the probes' splits (train: the first ``--probe-train`` images;
+    val: the held-out ones; test), ``--head-epochs`` (the paper's StepLR at a quarter of
+    them), ``--head-batch``; from a feature cache, DifFeed online."""
+    from cli_common import enable_amp, load_config
+
+    from mmdiffssl.models.backbones.base import shapes_only
+    from mmdiffssl.models.classifiers import mirror_block
+    from mmengine.registry import MODELS
+    head_cfg = load_config(HEAD_CFGS[name])
+    (block, t), (blocks, timesteps) = head_cells(heatmap)
+    backbone = dict(cfg.model.backbone, checkpoint=checkpoint, checkpoint_prefix='unet.',
+                    blocks=blocks if name == 'difformer' else (block, ),
+                    timesteps=timesteps if name == 'difformer' else (t, ))
+    model = head_cfg.model
+    model.head.num_classes = 10
+    with shapes_only():
+        unet = MODELS.build(dict(backbone))
+    num_blocks = len(unet.block_table)
+    if name in ('attention', 'difformer'):
+        # a cache pools every block to the head's pool_size, the head online to
+        # min(size, pool_size): a cap at the smallest map keeps them equal (never upsampled)
+        size = min(backbone['arch']['image_size'] // spec.stride
+                   for spec in unet.output_shape())
+        model.head.pool_size = min(model.head.get('pool_size', 16), size)
+    if name == 'difformer':   # the cache's features know no timesteps: the head is told
+        model.head.update(blocks=blocks, timesteps=timesteps)
+    if name == 'diffeed':
+        # the decoder blocks whose mirror encoder block lies before the read-out block
+        feedback = [b for b in model.backbone.feedback_blocks
+                    if mirror_block(b, num_blocks) <= block]
+        if not feedback:
+            raise ValueError(f'DifFeed: no feedback block of {model.backbone.feedback_blocks} '
+                             f'reaches read-out block {block} (each feeds encoder block '
+                             f'{num_blocks + 1} - b)')
+        model.backbone = dict(model.backbone, backbone=backbone, feedback_blocks=feedback)
+    else:
+        model.backbone = backbone
+        head_cfg.runner_type = 'FeatureCacheRunner'
+        head_cfg.feature_cache = dict(root=osp.join(args.work_dir, 'feature_cache'),
+                                      batch_size=args.extract_batch)
+    for split in ('train', 'val', 'test'):
+        loader = f'{split}_dataloader'
+        head_cfg[loader] = dict(cfg[loader], batch_size=args.head_batch if split == 'train'
+                                else args.extract_batch)
+        if args.workers:   # DifFeed reads images (the cached heads read in-process)
+            head_cfg[loader].update(num_workers=args.workers, persistent_workers=True)
+    head_cfg.data_preprocessor = cfg.data_preprocessor
+    head_cfg.val_evaluator = head_cfg.test_evaluator = cfg.val_evaluator
+    head_cfg.train_cfg.update(max_epochs=args.head_epochs, val_interval=args.head_epochs,
+                              val_begin=args.head_epochs + 1)   # validated once, after
+    head_cfg.param_scheduler.step_size = max(1, round(args.head_epochs / 4))
+    head_cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=args.head_epochs)
+    head_cfg.work_dir = osp.join(args.work_dir, 'heads', name)
+    if args.dtype == 'bf16':
+        enable_amp(head_cfg)
+        head_cfg.optim_wrapper.dtype = 'bfloat16'
+    return head_cfg
+
+
+def train_head(args, cfg, name, checkpoint, heatmap):
+    """Train head ``name`` (:func:`head_config`) and evaluate it once on the held-out and
+    the test images: ``dict(heldout=top1, test=top1, blocks, timesteps, wall_s)``."""
+    from cli_common import build_runner
+    start = time.time()
+    head_cfg = head_config(args, cfg, name, checkpoint, heatmap)
+    runner = build_runner(head_cfg)
+    runner.train()
+    heldout = runner.val()['accuracy/top1']
+    test = runner.test()['accuracy/top1']
+    backbone = head_cfg.model.backbone
+    backbone = backbone.get('backbone', backbone)
+    return dict(heldout=float(heldout), test=float(test), blocks=list(backbone['blocks']),
+                timesteps=list(backbone['timesteps']), epochs=args.head_epochs,
+                wall_s=time.time() - start)
 
 
 def plot_curve(points, path):
@@ -466,6 +629,15 @@ def save_grid(images, path, cols=8):
     Image.fromarray(grid).resize((cols * w * 2, rows * h * 2), Image.NEAREST).save(path)
 
 
+def summaries(probes):
+    """``(heatmap {(block, t): held-out top1}, summary {name: summarise() + cell and weight
+    decay})`` of the probes of :func:`select_and_test`."""
+    heatmap = {cell: top1 for cell, (top1, _) in probes['pretrained']['heldout'].items()}
+    summary = {name: dict(summarise(r), cell=list(r['cell']) if r['cell'] else None,
+                          weight_decay=r['weight_decay']) for name, r in probes.items()}
+    return heatmap, summary
+
+
 def margin_of(summary):
     """Points by which the pretrained probe's mean beats the better baseline."""
     return min(summary['pretrained']['mean'] - summary[n]['mean'] for n in ('random', 'pixels'))
@@ -480,14 +652,15 @@ def machine_record(argv):
         with open('/proc/cpuinfo') as f:
             cpu = next((line.split(':', 1)[1].strip() for line in f
                         if line.startswith('model name')), cpu)
-    return dict(date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), cpu=cpu,
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return dict(date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), cpu=cpu, gpu=gpu,
                 cores=os.cpu_count(), load_start=os.getloadavg()[0], start=time.time(),
                 command=' '.join(['python', 'tools/pipeline.py'] + list(
                     sys.argv[1:] if argv is None else argv)))
 
 
 def write_report(args, out, summary, probes, heatmap, samples, real, classifier_top1, timing,
-                 points, machine):
+                 points, machine, heads=None):
     from mmdiffssl.analysis import plot_heatmap
     run = timing['pretraining']['settings']
     names = dict(pretrained='pretrained U-Net (EMA)', random='random U-Net (re-drawn)',
@@ -501,7 +674,7 @@ def write_report(args, out, summary, probes, heatmap, samples, real, classifier_
     report = dict(probes=summary, margin=margin, heatmap={f'{b},{t}': v for (b, t), v in
                                                           heatmap.items()},
                   heatmap_best=list(best), samples=samples, real=real,
-                  classifier_test_top1=classifier_top1, timing=timing, curve=points,
+                  classifier_test_top1=classifier_top1, timing=timing, curve=points, heads=heads,
                   machine=dict(machine, load_end=os.getloadavg()[0],
                                wall_s=time.time() - machine['start']),
                   settings={k: v for k, v in vars(args).items()})
@@ -511,7 +684,8 @@ def write_report(args, out, summary, probes, heatmap, samples, real, classifier_
                 f'{summary["random"]["mean"]:.2f}% vs pixels {summary["pixels"]["mean"]:.2f}% '
                 f'linear-probe top-1 on {args.test} test images (margin {margin:+.2f} points)')
     lines = [
-        '# Pretrained diffusion features vs random init vs pixels (Fashion-MNIST, CPU)', '',
+        '# Pretrained diffusion features vs random init vs pixels (Fashion-MNIST, '
+        f'{machine["gpu"] if args.device == "cuda" else "CPU"})', '',
         headline, '',
         f'Pretraining ({PRETRAIN_CFG}): {run["iters"]} iterations of {run["batch"]} images, '
         f'AdamW lr {run["lr"]:g}, EMA momentum {run["ema_momentum"]:g}. Probes: linear '
@@ -521,7 +695,9 @@ def write_report(args, out, summary, probes, heatmap, samples, real, classifier_
         f'test set used once.', '', f'Run: {machine["date"]} on {machine["cpu"]} '
         f'({machine["cores"]} cores, load average {machine["load_start"]:.1f} at the start, '
         f'{os.getloadavg()[0]:.1f} at the end), pretraining on {run["threads"]} threads, then '
-        f'one thread per lane, {args.jobs} lane(s), {time.time() - machine["start"]:.0f} s '
+        f'one thread per lane' + (f', U-Nets and probes on {machine["gpu"]} ({args.dtype})'
+                                  if args.device == 'cuda' else '')
+        + f', {args.jobs} lane(s), {time.time() - machine["start"]:.0f} s '
         f'wall: `{machine["command"]}`', '',
         '| features | chosen (held-out) | test top-1 (%), mean +- std | 95% interval |',
         '| --- | --- | --- | --- |']
@@ -550,6 +726,13 @@ def write_report(args, out, summary, probes, heatmap, samples, real, classifier_
                   '![curve](curve.png)', '', '| iteration | minutes | held-out top-1 (%) |',
                   '| --- | --- | --- |']
         lines += [f'| {it} | {minutes:.1f} | {top1:.2f} |' for it, minutes, top1 in points]
+    if heads:
+        lines += ['', f'## Heads on the pretrained U-Net (best held-out cell: block {best[0]}, '
+                  f't={best[1]}; one seed)', '', '| head | blocks | timesteps | epochs | '
+                  'held-out top-1 (%) | test top-1 (%) |', '| --- | --- | --- | --- | --- | --- |']
+        lines += [f'| {name} | {", ".join(map(str, h["blocks"]))} | '
+                  f'{", ".join(map(str, h["timesteps"]))} | {h["epochs"]} | {h["heldout"]:.2f} | '
+                  f'{h["test"]:.2f} |' for name, h in heads.items()]
     lines += ['', '## Time', '', '| step | wall (s) | CPU (s) | cached |',
               '| --- | --- | --- | --- |']
     for name, t in timing.items():
@@ -621,8 +804,8 @@ def main(argv=None):
         random_probe = lane_a.submit(timed, probe_unet, args, cfg,
                                      dict(arch, random_init='redraw'), log)
         sampling = lane_a.submit(sample, args, run['checkpoint'])
-        (model, classifier_top1, real, test_feats), timing['classifier'] = timed(
-            classifier_numbers, args, cfg)
+        (model, classifier_top1, test_feats, real), timing['classifier'] = timed(
+            sample_scorer, args, cfg)
         log(f'lane B: classifier {classifier_top1:.2f}% test top-1; pixel probe')
         probes = {}
         probes['pixels'], timing['pixel probe'] = timed(probe_pixels, args, cfg, log)
@@ -637,9 +820,12 @@ def main(argv=None):
     images = np.load(samples_path)
     save_grid(images, osp.join(out, 'samples.png'))
     samples = score_images(model, torch.from_numpy(images).float() / 127.5 - 1, test_feats)
-    heatmap = {cell: top1 for cell, (top1, _) in probes['pretrained']['heldout'].items()}
-    summary = {name: dict(summarise(r), cell=list(r['cell']) if r['cell'] else None,
-                          weight_decay=r['weight_decay']) for name, r in probes.items()}
+    heatmap, summary = summaries(probes)
+    heads = {}
+    for name in args.heads:
+        log(f'head: {name}')
+        heads[name] = train_head(args, cfg, name, run['checkpoint'], heatmap)
+        timing[f'head {name}'] = dict(wall_s=heads[name]['wall_s'])
     points = None
     if margin_of(summary) < TARGET:
         log(f'margin below {TARGET:g} points: held-out top-1 along the pretraining')
@@ -647,7 +833,7 @@ def main(argv=None):
         points, timing['curve'] = timed(curve, args, cfg, run, best,
                                         probes['pretrained']['weight_decay'], heatmap[best])
     headline = write_report(args, out, summary, probes, heatmap, samples, real,
-                            classifier_top1, timing, points, machine)
+                            classifier_top1, timing, points, machine, heads)
     log('done')
     print(headline)
     print(f'report: {osp.join(out, "report.md")} (heatmap.png, samples.png, report.json)')

@@ -51,27 +51,32 @@ class LinearProbe(torch.nn.Module):
 
 
 def fit_linear_probe(train_x, train_y, epochs=30, lr=1e-2, batch_size=256, seed=0,
-                     weight_decay=0.0, num_classes=None):
+                     weight_decay=0.0, num_classes=None, device=None):
     """Train a linear classifier with SGD (momentum 0.9, cosine decay) on standardised features.
 
-    The weights start at zero, so ``seed`` only orders the mini-batches.
+    The weights start at zero, so ``seed`` only orders the mini-batches (drawn on the CPU,
+    so the order is the same on every device).
 
     Args:
         train_x (Tensor): ``(N, D)`` features; ``train_y`` ``(N,)`` labels.
         num_classes (int, optional): default ``max(train_y) + 1``.
+        device (str, optional): where the probe trains (default: where ``train_x`` is).
 
     Returns:
-        LinearProbe: in eval mode; ``probe(x)`` gives ``(M, num_classes)`` logits.
+        LinearProbe: in eval mode, on ``device``; ``probe(x)`` gives ``(M, num_classes)``
+        logits.
     """
+    if device is not None:
+        train_x, train_y = train_x.to(device), train_y.to(device)
     gen = torch.Generator().manual_seed(seed)
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
-    probe = LinearProbe(mean, std, num_classes or int(train_y.max()) + 1)
+    probe = LinearProbe(mean, std, num_classes or int(train_y.max()) + 1).to(train_x.device)
     train_x = (train_x - mean) / std
     opt = torch.optim.SGD(probe.fc.parameters(), lr=lr, momentum=0.9,
                           weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     for _ in range(epochs):
-        order = torch.randperm(len(train_x), generator=gen)
+        order = torch.randperm(len(train_x), generator=gen).to(train_x.device)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             loss = F.cross_entropy(probe.fc(train_x[idx]), train_y[idx])
@@ -83,21 +88,25 @@ def fit_linear_probe(train_x, train_y, epochs=30, lr=1e-2, batch_size=256, seed=
 
 
 def linear_probe(train_x, train_y, val_x, val_y, epochs=30, lr=1e-2, batch_size=256, seed=0,
-                 weight_decay=0.0):
+                 weight_decay=0.0, device=None):
     """Train a linear classifier with SGD (momentum 0.9) on standardised features.
 
     Args:
         train_x (Tensor): ``(N, D)`` features; ``train_y`` ``(N,)`` labels.
         val_x (Tensor): ``(M, D)``; ``val_y`` ``(M,)``.
+        device (str, optional): where the probe trains and predicts (default: where
+            ``train_x`` is).
 
     Returns:
         float: top-1 accuracy on the val rows, in percent.
     """
     num_classes = int(max(train_y.max(), val_y.max())) + 1
     probe = fit_linear_probe(train_x, train_y, epochs=epochs, lr=lr, batch_size=batch_size,
-                             seed=seed, weight_decay=weight_decay, num_classes=num_classes)
+                             seed=seed, weight_decay=weight_decay, num_classes=num_classes,
+                             device=device)
     with torch.no_grad():
-        return float((probe(val_x).argmax(1) == val_y).float().mean() * 100)
+        predicted = probe(val_x.to(probe.mean.device)).argmax(1).cpu()
+    return float((predicted == val_y.cpu()).float().mean() * 100)
 
 
 def _cells(layout, timesteps):
@@ -276,15 +285,16 @@ def run_sweep(cfg, blocks, timesteps, work_dir, cache_root, pool=2, epochs=30, l
     return results
 
 
-def sweep_datasets(cfg, blocks, timesteps, cache_root, pool):
-    """The cached train and val feature datasets of a grid (filled on first use)."""
+def sweep_datasets(cfg, blocks, timesteps, cache_root, pool, **fill):
+    """The cached train and val feature datasets of a grid (filled on first use); ``fill``:
+    :class:`~mmdiffssl.datasets.CachedFeatureDataset`'s ``batch_size`` and ``device``."""
     backbone = dict(cfg.model.backbone, blocks=tuple(blocks), timesteps=tuple(timesteps),
                     fuse_timesteps='concat')
     preprocessor = model_preprocessor(cfg)
     return tuple(
         DATASETS.build(dict(type='CachedFeatureDataset', dataset=cfg[name].dataset,
                             backbone=backbone, data_preprocessor=preprocessor,
-                            cache_root=cache_root, pool=pool))
+                            cache_root=cache_root, pool=pool, **fill))
         for name in ('train_dataloader', 'val_dataloader'))
 
 
