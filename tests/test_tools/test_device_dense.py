@@ -33,8 +33,9 @@ def test_smoke_run_writes_the_files_that_come_back(tmp_path):
     env = dict(os.environ, OUT=str(out), SMOKE='1', WHEELS='', PYTHON=sys.executable,
                LIMIT_S='900')
     proc = subprocess.run(['bash', osp.join(ROOT, 'tools', 'device', 'dense.sh'),
-                           '--rows', ','.join(SMOKE_ROWS), '--deadline-s', '900'], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=960)
+                           '--rows', ','.join(SMOKE_ROWS), '--deadline-s', '900'], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=960)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert sorted(os.listdir(out)) == ['logs.tar.gz', 'preflight.json', 'results.json',
                                        'summary.md']  # the device sends 8 files back at most
