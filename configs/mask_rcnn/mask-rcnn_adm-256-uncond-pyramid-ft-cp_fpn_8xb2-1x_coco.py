@@ -6,6 +6,5 @@ _base_ = './mask-rcnn_adm-256-uncond-pyramid-frozen_fpn_8xb2-1x_coco.py'
 
 model = dict(backbone=dict(frozen=False, with_cp=True))
 optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)}))
-# U-Net blocks after the deepest one read (and its output layer) require grad but get none:
-# DDP must look for unused parameters (or it stops at the second iteration).
-find_unused_parameters = True
+# No `find_unused_parameters`: the U-Net is pruned after the deepest block read, so every
+# parameter that requires grad gets a gradient (tests/test_dense/test_dense_ddp.py).

@@ -96,7 +96,7 @@ def test_real_widths_and_switches(path):
     fine_tuned = '-ft-' in name
     assert bb.frozen is not fine_tuned
     assert bb.with_cp is fine_tuned
-    assert cfg.get('find_unused_parameters', False) is fine_tuned   # see test_upernet_tools
+    assert not cfg.get('find_unused_parameters', False)   # see test_dense_ddp.py
     keys = cfg.optim_wrapper.get('paramwise_cfg', {}).get('custom_keys', {})
     assert (keys.get('backbone') == dict(lr_mult=0.1)) is fine_tuned
     amp = re.search(r'amp-(bf16|fp16)', name)

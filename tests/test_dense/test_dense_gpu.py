@@ -9,6 +9,7 @@ training iteration and peak memory of
 Each row is printed and appended to ``$DENSE_GPU_OUT`` (default
 ``work_dirs/dense_gpu_measurements.jsonl``); a setting that does not fit fails with CUDA's
 out-of-memory error (see configs/mask_rcnn/README.md for the fallback settings to measure).
+``tools/device/dense.sh`` (device run 2) measures the same with one command and a deadline.
 """
 import json
 import os
@@ -17,7 +18,7 @@ import os.path as osp
 import pytest
 import torch
 
-from dense_bench import measure_train_step
+from benchmarks.dense import measure_train_step  # tools/benchmarks/dense.py
 from dense_data import ROOT, TINY_ARCH
 
 MASK_RCNN = osp.join(ROOT, 'configs', 'mask_rcnn')

@@ -18,13 +18,10 @@ from the device):
 - ``logs.tar.gz``: ``log.txt``, each row's JSON and its ``torch.profiler`` summary of our
   side (``ROW_profile.txt``; the summary marks the rows that miss a target).
 """
-import argparse
 import json
-import os
 import os.path as osp
 import shutil
 import sys
-import tarfile
 import tempfile
 import time
 import traceback
@@ -35,6 +32,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/: benchmarks
 
+import device_run  # noqa: E402  tools/device/device_run.py
 from benchmarks.speed import BenchmarkConfig, resolve_flags, run_benchmark  # noqa: E402
 
 # (name, blocks, timesteps, compile, target): priority order
@@ -61,44 +59,6 @@ SETTINGS = dict(
 )
 # adm-256-uncond narrowed to 32 channels, run at 32 px
 PREFLIGHT_ARCH = dict(preset='adm-256-uncond', num_channels=32, num_head_channels=8)
-
-
-class Recorder:
-    """Writes the files in ``out`` (and the logs folder ``logs``) as rows finish."""
-
-    def __init__(self, out, logs):
-        self.out, self.logs = out, logs
-        os.makedirs(out, exist_ok=True)
-        os.makedirs(logs, exist_ok=True)
-        self.rows = []
-        self._log = open(osp.join(logs, 'log.txt'), 'a')
-
-    def log(self, *parts):
-        line = ' '.join(str(p) for p in parts)
-        print(line, flush=True)
-        self._log.write(line + '\n')
-        self._log.flush()
-
-    def write_json(self, name, data, folder=None):
-        with open(osp.join(folder or self.out, name), 'w') as f:
-            json.dump(data, f, indent=2, default=str)
-
-    def add_row(self, row):
-        """Record a finished (or failed) row and rewrite results, summary and the tarball."""
-        profile = row.get('result', {}).get('ours', {}).pop('profile', None)
-        if profile:
-            with open(osp.join(self.logs, f"{row['name']}_profile.txt"), 'w') as f:
-                f.write(profile)
-        self.write_json(f"{row['name']}.json", row, self.logs)
-        self.rows.append(row)
-        self.write_json('results.json', self.rows)
-        with open(osp.join(self.out, 'summary.md'), 'w') as f:
-            f.write(summary(self.rows) + '\n')
-        self.tar()
-
-    def tar(self):
-        with tarfile.open(osp.join(self.out, 'logs.tar.gz'), 'w:gz') as tar:
-            tar.add(self.logs, arcname='logs')
 
 
 def verdict(result, target):
@@ -145,6 +105,11 @@ def summary(rows):
             f"{speed[0]:.2f}x (>= {speed[1]:g}x) | {mem} | {ours['tflops']:.3g} / "
             f"{ref['tflops']:.3g} | {ours['first_call_s']:.1f} | {cos} | {met} |")
     return '\n'.join(lines)
+
+
+class Recorder(device_run.Recorder):
+    """The shared files (:class:`device_run.Recorder`), ``summary.md`` as :func:`summary`."""
+    summary = staticmethod(summary)
 
 
 def preflight(rec, setting):
@@ -200,108 +165,73 @@ def save_weights(setting, path, seed=0):
     return path
 
 
+def guess_s(last, timesteps):
+    """Seconds a row of ``timesteps`` timesteps likely takes: ``last`` (``(seconds,
+    timesteps)`` of the last finished row of its kind; None: no guess) scaled by
+    1 + (timesteps - 1) / 2 (the reference runs one forward per timestep)."""
+    if last is None:
+        return None
+    seconds, steps = last
+    return seconds * (1 + (timesteps - 1) / 2) / (1 + (steps - 1) / 2)
+
+
 def skip_reason(elapsed, last, timesteps, deadline_s, limit_s=None):
-    """Why a row is not started at ``elapsed`` s (None: start it). ``last``: ``(seconds,
-    timesteps)`` of the last finished row of its kind, or None."""
-    if elapsed > deadline_s:
-        return f'deadline {deadline_s:.0f} s'
-    if limit_s is not None and last is not None:
-        seconds, steps = last
-        end = elapsed + seconds * (1 + (timesteps - 1) / 2) / (1 + (steps - 1) / 2)
-        if end > limit_s:
-            return f'would end at about {end:.0f} s > limit {limit_s:.0f} s'
-    return None
+    """Why a row is not started at ``elapsed`` s (None: start it); see :func:`guess_s`."""
+    return device_run.skip_reason(elapsed, deadline_s, limit_s, guess_s(last, timesteps))
 
 
 def run_rows(rec, setting, deadline_s, start, rows=ROWS, checkpoint=None, limit_s=None,
              build_on_device=True):
-    """Each row in order; a failing row is recorded and skipped.
-
-    No row starts after ``deadline_s`` (seconds since ``start``), nor one that would likely
-    end after ``limit_s``: its guess is the last finished row of the same kind (compiled or
-    eager), scaled by 1 + (timesteps - 1) / 2 (the reference runs one forward per
-    timestep) (:func:`skip_reason`).
-    """
+    """Each row in order (:func:`device_run.run_rows`: a failing row is recorded and
+    skipped); a row's guess is the last finished row of the same kind (compiled or eager)
+    scaled by its timesteps (:func:`guess_s`)."""
     last = {}  # compiled? -> (seconds, timesteps) of the last finished row of that kind
-    for name, blocks, timesteps, compile_, target in rows:
-        elapsed = time.perf_counter() - start
-        reason = skip_reason(elapsed, last.get(compile_), len(timesteps), deadline_s, limit_s)
-        if reason:
-            rec.log(f'not starting {name} at {elapsed:.0f} s: {reason}')
-            rec.add_row(dict(name=name, error=f'not started ({reason})'))
-            continue
-        rec.log(f'== {name} (at {elapsed:.0f} s)')
+
+    def guess(row):
+        _, _, timesteps, compile_, _ = row
+        return guess_s(last.get(compile_), len(timesteps))
+
+    def measure(row):
+        name, blocks, timesteps, compile_, target = row
         cfg = BenchmarkConfig(
             arch='adm-256-uncond', blocks=blocks, timesteps=timesteps,
             compile=compile_, build_on_device=build_on_device, profile_iters=2,
             checkpoint=checkpoint,
             command=f'tools/device/speed.py row {name}', **setting)
         row_start = time.perf_counter()
-        try:
-            result = run_benchmark(cfg, log=rec.log)
-        except Exception as err:  # record it and go on with the next row
-            rec.log(traceback.format_exc())
-            rec.add_row(dict(name=name, error=f'{type(err).__name__}: {err}'[:300]))
-            continue
+        result = run_benchmark(cfg, log=rec.log)
         seconds = time.perf_counter() - row_start
         last[compile_] = (seconds, len(timesteps))
-        row = dict(name=name, target=target, seconds=seconds, result=result,
-                   checks=verdict(result, target))
-        rec.add_row(row)
-        rec.log(summary([row]).splitlines()[-1])
+        profile = result['ours'].pop('profile', None)
+        record = dict(name=name, target=target, seconds=seconds, result=result,
+                      checks=verdict(result, target))
+        return record, {f'{name}_profile.txt': profile} if profile else None
+
+    device_run.run_rows(rec, rows, measure, start, deadline_s, limit_s, guess)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--out', default=os.environ.get('OUT') or 'work_dirs/device_speed',
-                        help='folder of the files that come back (default $OUT)')
-    parser.add_argument('--logs', help='folder of the logs that go into logs.tar.gz '
-                        '(default a new temporary folder)')
-    parser.add_argument('--smoke', action='store_true',
-                        help='CPU, narrowed arch, batch 2, aot_eager compile: the same path')
-    parser.add_argument('--rows', type=lambda v: v.split(','),
-                        help=f'comma-separated rows to run, in the order given '
-                        f'(default all: {",".join(r[0] for r in ROWS)})')
-    parser.add_argument('--deadline-s', type=float, default=200.0,
-                        help='start no row after this many seconds (default 200)')
-    parser.add_argument('--limit-s', type=float, default=270.0,
-                        help='start no row likely to end after this many seconds (the hard '
-                        'limit speed.sh kills the run at; default 270)')
-    return parser.parse_args(argv)
+    return device_run.parser(__doc__, ROWS, 'work_dirs/device_speed').parse_args(argv)
 
 
 def main(argv=None):
-    start = START
     args = parse_args(argv)
     setting = SETTINGS['smoke' if args.smoke else 'device']
-    logs = args.logs or tempfile.mkdtemp(prefix='speed_logs_')
-    rows = ROWS
-    if args.rows:
-        known = {r[0]: r for r in ROWS}
-        unknown = [r for r in args.rows if r not in known]
-        if unknown:
-            raise SystemExit(f'--rows: unknown {", ".join(unknown)}; rows are '
-                             f'{", ".join(known)}')
-        rows = [known[r] for r in args.rows]
-    rec = Recorder(args.out, logs)
-    try:
-        on_device = preflight(rec, setting)['build_on_device']
-    except Exception as err:
-        rec.log(traceback.format_exc())
-        rec.write_json('preflight.json', dict(error=f'{type(err).__name__}: {err}'))
-        rec.tar()
-        return 1
-    weights = tempfile.mkdtemp(prefix='speed_weights_')
-    try:
-        checkpoint = save_weights(setting, osp.join(weights, 'adm256_redrawn_seed0.pt'))
-        rec.log(f'weights: re-drawn (seed 0) and saved at {time.perf_counter() - start:.0f} s')
-        run_rows(rec, setting, args.deadline_s, start, rows, checkpoint, args.limit_s,
-                 on_device)
-    finally:
-        shutil.rmtree(weights)
-    rec.log(f'done in {time.perf_counter() - start:.0f} s')
-    rec.tar()
-    return 0
+    rows = device_run.select_rows(ROWS, args.rows)
+
+    def body(rec, info):
+        weights = tempfile.mkdtemp(prefix='speed_weights_')
+        try:
+            checkpoint = save_weights(setting, osp.join(weights, 'adm256_redrawn_seed0.pt'))
+            rec.log(f'weights: re-drawn (seed 0) and saved at '
+                    f'{time.perf_counter() - START:.0f} s')
+            run_rows(rec, setting, args.deadline_s, START, rows, checkpoint, args.limit_s,
+                     info['build_on_device'])
+        finally:
+            shutil.rmtree(weights)
+
+    return device_run.main(Recorder, args, lambda rec: preflight(rec, setting), body, START,
+                           'speed_logs_')
 
 
 if __name__ == '__main__':
