@@ -2,26 +2,18 @@
 write each one's files to ``$OUT`` as it finishes.
 
 :class:`StepRecorder` keeps ``steps.json`` (one record per step: finished, failed or not
-started, and why) and the logs folder that goes into ``logs.tar.gz``; :func:`skip_reason`
-decides whether a step may start; :func:`choose_iters` turns a timed rehearsal of the
-pretraining into its number of iterations.
+started, and why) on top of the files every device run writes (``device_run.RunFiles``),
+and starts no step that would likely end after the limit (``device_run.skip_reason``);
+:func:`choose_iters` turns a timed rehearsal of the pretraining into its number of
+iterations.
 """
-import json
-import os
+import math
 import os.path as osp
 import shutil
-import tarfile
 import time
 import traceback
 
-
-def skip_reason(elapsed, estimate, limit_s):
-    """Why a step guessed to take ``estimate`` seconds is not started at ``elapsed`` s
-    (None: start it): it would likely end after ``limit_s``."""
-    end = elapsed + estimate
-    if end > limit_s:
-        return f'would end at about {end:.0f} s > limit {limit_s:.0f} s'
-    return None
+import device_run
 
 
 def choose_iters(step_s, startup_s, budget_s, cap, unit=100):
@@ -38,7 +30,7 @@ def choose_iters(step_s, startup_s, budget_s, cap, unit=100):
     return max(unit, min(cap, fit))
 
 
-class StepRecorder:
+class StepRecorder(device_run.RunFiles):
     """Writes ``steps.json`` and other files in ``out`` as steps finish; logs in ``logs``.
 
     Args:
@@ -50,24 +42,15 @@ class StepRecorder:
     """
 
     def __init__(self, out, logs, start, limit_s):
-        self.out, self.logs, self.start, self.limit_s = out, logs, start, limit_s
-        os.makedirs(out, exist_ok=True)
-        os.makedirs(logs, exist_ok=True)
+        super().__init__(out, logs)
+        self.start, self.limit_s = start, limit_s
         self.steps = []
-        self._log = open(osp.join(logs, 'log.txt'), 'a')
 
     def elapsed(self):
         return time.perf_counter() - self.start
 
     def log(self, *parts):
-        line = f'[{self.elapsed():6.1f} s] ' + ' '.join(str(p) for p in parts)
-        print(line, flush=True)
-        self._log.write(line + '\n')
-        self._log.flush()
-
-    def write_json(self, name, data):
-        with open(osp.join(self.out, name), 'w') as f:
-            json.dump(data, f, indent=2, default=str)
+        super().log(f'[{self.elapsed():6.1f} s]', *parts)
 
     def copy(self, path, name=None, folder=None):
         """Copy ``path`` into ``out`` (or ``folder``) as ``name``; returns the copy's path."""
@@ -88,7 +71,8 @@ class StepRecorder:
         """
         missing = [n for n in needs if self.status(n) != 'ok']
         reason = (f'needs {", ".join(missing)}' if missing
-                  else skip_reason(self.elapsed(), estimate, self.limit_s))
+                  else device_run.skip_reason(self.elapsed(), math.inf, self.limit_s,
+                                              estimate))
         if reason:
             self.log(f'not starting {name}: {reason}')
             self.record(name, 'not started', reason=reason)
@@ -122,5 +106,4 @@ class StepRecorder:
                 shutil.copytree(path, osp.join(self.logs, 'extra', osp.basename(path)),
                                 ignore=shutil.ignore_patterns('*.pth', '*.npy', '*.npz'),
                                 dirs_exist_ok=True)
-        with tarfile.open(osp.join(self.out, 'logs.tar.gz'), 'w:gz') as tar:
-            tar.add(self.logs, arcname='logs')
+        super().tar()

@@ -1,4 +1,5 @@
-"""What the prepared device runs share (``speed.py``, ``dense.py``; ``launch.sh`` starts them).
+"""What the prepared device runs share (``speed.py``, ``dense.py``; ``science.py`` its files,
+limit and command line; ``launch.sh`` starts them).
 
 A run is a preflight, then rows in priority order, each measured and written to ``--out``
 as soon as it finishes, none started after a deadline nor when its guessed end lies past
@@ -21,22 +22,15 @@ import time
 import traceback
 
 
-class Recorder:
-    """Writes the files in ``out`` (and the logs folder ``logs``) as rows finish.
-
-    Subclasses set :meth:`summary` (the rows as the markdown of ``summary.md``).
-    """
+class RunFiles:
+    """The files of a device run: ``out`` (what comes back) and the logs folder ``logs``
+    (``log.txt``, packed into ``out/logs.tar.gz`` by :meth:`tar`)."""
 
     def __init__(self, out, logs):
         self.out, self.logs = out, logs
         os.makedirs(out, exist_ok=True)
         os.makedirs(logs, exist_ok=True)
-        self.rows = []
         self._log = open(osp.join(logs, 'log.txt'), 'a')
-
-    @staticmethod
-    def summary(rows):
-        raise NotImplementedError
 
     def log(self, *parts):
         line = ' '.join(str(p) for p in parts)
@@ -47,6 +41,25 @@ class Recorder:
     def write_json(self, name, data, folder=None):
         with open(osp.join(folder or self.out, name), 'w') as f:
             json.dump(data, f, indent=2, default=str)
+
+    def tar(self):
+        with tarfile.open(osp.join(self.out, 'logs.tar.gz'), 'w:gz') as tar:
+            tar.add(self.logs, arcname='logs')
+
+
+class Recorder(RunFiles):
+    """Writes the files in ``out`` (and the logs folder ``logs``) as rows finish.
+
+    Subclasses set :meth:`summary` (the rows as the markdown of ``summary.md``).
+    """
+
+    def __init__(self, out, logs):
+        super().__init__(out, logs)
+        self.rows = []
+
+    @staticmethod
+    def summary(rows):
+        raise NotImplementedError
 
     def add_row(self, row, logs=None):
         """Record a finished (or failed) row, with ``logs`` (``{file name: text}``) in the
@@ -60,10 +73,6 @@ class Recorder:
         with open(osp.join(self.out, 'summary.md'), 'w') as f:
             f.write(self.summary(self.rows) + '\n')
         self.tar()
-
-    def tar(self):
-        with tarfile.open(osp.join(self.out, 'logs.tar.gz'), 'w:gz') as tar:
-            tar.add(self.logs, arcname='logs')
 
 
 def skip_reason(elapsed, deadline_s, limit_s=None, guess_s=None):
@@ -110,23 +119,29 @@ def run_rows(rec, rows, measure, start, deadline_s, limit_s=None, guess=None,
         rec.log(rec.summary([record]).splitlines()[-1])
 
 
-def parser(doc, rows, default_out, deadline_s=200.0, limit_s=270.0):
-    """The command line the device scripts share (``doc``: the script's docstring)."""
+def base_parser(doc, default_out, limit_s=270.0):
+    """The options every device script takes (``doc``: the script's docstring)."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument('--out', default=os.environ.get('OUT') or default_out,
                    help='folder of the files that come back (default $OUT)')
     p.add_argument('--logs', help='folder of the logs that go into logs.tar.gz '
                    '(default a new temporary folder)')
     p.add_argument('--smoke', action='store_true',
-                   help='CPU, tiny sizes: the same path (see the script\'s SETTINGS)')
+                   help='CPU, tiny sizes: the same path (see the script\'s smoke settings)')
+    p.add_argument('--limit-s', type=float, default=limit_s,
+                   help='start no row or step likely to end after this many seconds (the '
+                   f'hard limit launch.sh kills the run at; default {limit_s:g})')
+    return p
+
+
+def parser(doc, rows, default_out, deadline_s=200.0, limit_s=270.0):
+    """:func:`base_parser` and the row scripts' ``--rows`` and ``--deadline-s``."""
+    p = base_parser(doc, default_out, limit_s)
     p.add_argument('--rows', type=lambda v: v.split(','),
                    help=f'comma-separated rows to run, in the order given '
                    f'(default all: {",".join(r[0] for r in rows)})')
     p.add_argument('--deadline-s', type=float, default=deadline_s,
                    help=f'start no row after this many seconds (default {deadline_s:g})')
-    p.add_argument('--limit-s', type=float, default=limit_s,
-                   help='start no row likely to end after this many seconds (the hard '
-                   f'limit launch.sh kills the run at; default {limit_s:g})')
     return p
 
 

@@ -49,8 +49,9 @@ import torch  # noqa: E402
 
 TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, TOOLS)  # pipeline, cli_common
-sys.path.insert(0, osp.join(TOOLS, 'device'))  # _science_steps
+sys.path.insert(0, osp.join(TOOLS, 'device'))  # device_run, _science_steps
 
+import device_run  # noqa: E402  tools/device/device_run.py
 import pipeline  # noqa: E402
 from _science_steps import StepRecorder, choose_iters  # noqa: E402
 
@@ -67,25 +68,16 @@ HEAD_GUESS_S = dict(linear=12, attention=15, difformer=20, diffeed=30)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--out', default=os.environ.get('OUT') or 'work_dirs/device_science',
-                        help='folder of the files that come back (default $OUT)')
-    parser.add_argument('--logs', help='folder of the logs that go into logs.tar.gz '
-                        '(default a new temporary folder)')
+    parser = device_run.base_parser(__doc__, 'work_dirs/device_science')
     parser.add_argument('--work-dir', help="the pipeline's work dir (default a new "
                         'temporary folder)')
     parser.add_argument('--data-source', default='data/fashion_mnist_gz',
                         help="folder of Fashion-MNIST's four .gz files (Debian's package)")
-    parser.add_argument('--smoke', action='store_true',
-                        help='CPU, toy sizes, fp32: the same steps')
     parser.add_argument('--pretrain-s', type=float, default=150.0,
                         help='seconds the pretraining should take, start-up included '
                         '(default 150; smoke: the toy iterations)')
     parser.add_argument('--rehearsal-iters', type=int, default=60,
                         help='iterations of the timed pretraining rehearsal (default 60)')
-    parser.add_argument('--limit-s', type=float, default=270.0,
-                        help='start no step likely to end after this many seconds (the hard '
-                        'limit science.sh kills the run at; default 270)')
     parser.add_argument('pipeline_args', nargs='*',
                         help='more tools/pipeline.py options (after --), e.g. -- --seeds 5')
     return parser.parse_args(argv)
@@ -180,10 +172,9 @@ class Report:
 
 
 def timed(timing, name, fn, *args):
-    """``fn(*args)``, its wall and CPU seconds stored in ``timing[name]``."""
-    begin = time.time(), time.process_time()
-    result = fn(*args)
-    timing[name] = dict(wall_s=time.time() - begin[0], cpu_s=time.process_time() - begin[1])
+    """``fn(*args)``, its wall and CPU seconds (``pipeline.timed``) stored in
+    ``timing[name]``."""
+    result, timing[name] = pipeline.timed(fn, *args)
     return result
 
 
