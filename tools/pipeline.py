@@ -525,12 +525,6 @@ def head_config(args, cfg, name, checkpoint, heatmap):
     with shapes_only():
         unet = MODELS.build(dict(backbone))
     num_blocks = len(unet.block_table)
-    if name in ('attention', 'difformer'):
-        # a cache pools every block to the head's pool_size, the head online to
-        # min(size, pool_size): a cap at the smallest map keeps them equal (never upsampled)
-        size = min(backbone['arch']['image_size'] // spec.stride
-                   for spec in unet.output_shape())
-        model.head.pool_size = min(model.head.get('pool_size', 16), size)
     if name == 'difformer':   # the cache's features know no timesteps: the head is told
         model.head.update(blocks=blocks, timesteps=timesteps)
     if name == 'diffeed':

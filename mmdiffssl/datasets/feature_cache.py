@@ -1,7 +1,8 @@
 """A disk cache of frozen-backbone features, so classification heads train from disk.
 
 The cache holds exactly what the head consumes: each block's feature (timesteps fused as the
-backbone fuses them), adaptive-average-pooled to ``pool`` x ``pool`` when the head pools,
+backbone fuses them), adaptive-average-pooled to at most ``pool`` x ``pool`` when the head
+pools (a smaller map is kept as it is, as the heads read it online),
 flattened and concatenated into one fp16 row per image, in a memory-mapped ``.npy`` file.
 
 A cache lives in ``<root>/<key hash>/``: ``features.npy`` ``(N, D)`` fp16 and ``meta.json``
@@ -43,6 +44,7 @@ from tqdm import tqdm
 
 from mmdiffssl.models.backbones.base import (DiffusionBackbone, file_checksum, jsonable,
                                              key_hash, shapes_only)
+from mmdiffssl.models.heads.layers import as_size
 
 CACHE_NOISE_MODES = ('fixed', 'none', 'ensemble')
 
@@ -132,17 +134,41 @@ def _scan(dataset, image_key='stat'):
 def layout_of(backbone, pool=None, input_size=None):
     """``[(output, channels, h, w)]`` of a cached row for a built backbone, one per output.
 
-    ``h, w`` are ``pool`` when pooling, else ``input_size / stride``; ``output`` names the
-    output (``backbone.output_names()``: a block number, a tap name, ``'stride4'``).
+    ``h, w`` are the output's map size, ``input_size / stride`` (at the backbone's native
+    resolution where ``input_size`` is not given), capped at ``pool`` when pooling: a map
+    smaller than ``pool`` is kept as it is, never upsampled. That is what the heads read
+    online: the attention heads pool each map to ``min(size, pool_size)``, and the pooled
+    heads' own adaptive pooling turns a kept map into the same ``pool x pool`` values as the
+    online map. Where neither size is known the pooled size is ``pool`` (the fill checks it
+    against the maps it sees). ``output`` names the output (``backbone.output_names()``: a
+    block number, a tap name, ``'stride4'``).
     """
     if pool is None and input_size is None:
         raise ValueError('a feature cache without pooling needs input_size=(H, W)')
+    side = input_size if input_size is not None else backbone.native_resolution
     layout = []
     for block, spec in zip(backbone.output_names(), backbone.output_shape()):
-        h, w = (pool, pool) if pool else (input_size[0] // spec.stride,
-                                          input_size[1] // spec.stride)
+        if side is None:
+            h, w = as_size(pool)
+        else:
+            h, w = (length // spec.stride for length in as_size(side))
+            h, w = _capped(h, w, pool)
         layout.append((block, spec.channels, h, w))
     return layout
+
+
+def _capped(h, w, pool):
+    if not pool:
+        return h, w
+    ph, pw = as_size(pool)
+    return min(h, ph), min(w, pw)
+
+
+def map_layout(feats, pool=None):
+    """``[(channels, h, w)]`` the cache stores for the maps ``feats`` (each ``(B, C, H, W)``):
+    the map size, capped at ``pool`` (:func:`layout_of`)."""
+    return [(int(feat.shape[1]), *_capped(int(feat.shape[2]), int(feat.shape[3]), pool))
+            for feat in feats]
 
 
 def cache_layout(backbone_cfg, pool=None, input_size=None):
@@ -212,6 +238,7 @@ class CachedFeatureDataset(Dataset):
         return dict(
             backbone=backbone.cache_key(),
             pool=self.pool,
+            layout=[list(item) for item in self.layout],
             data_preprocessor=jsonable(self.preprocessor_cfg),
             dataset=jsonable(dataset_cfg),
             image_ids=hashlib.blake2b('\n'.join(ids).encode(), digest_size=20).hexdigest(),
@@ -290,10 +317,13 @@ class CachedFeatureDataset(Dataset):
             batch = preprocessor(pseudo_collate([self.dataset[i] for i in rows]), False)
             with torch.no_grad():
                 feats = backbone(batch['inputs'])
-            shapes = [tuple(f.shape[1:]) for f in feats]
-            if self.pool is None and shapes != [tuple(item[1:]) for item in self.layout]:
-                raise ValueError(f'backbone outputs {shapes} do not match the cache layout '
-                                 f'{self.layout}: check feature_cache.input_size')
+            stored = map_layout(feats, self.pool)
+            if stored != [tuple(item[1:]) for item in self.layout]:
+                raise ValueError(
+                    f'backbone outputs {[tuple(f.shape[1:]) for f in feats]} (stored as '
+                    f'{stored} with pool={self.pool!r}) do not match the cache layout '
+                    f'{self.layout}: set feature_cache.input_size to the (H, W) the '
+                    'pipeline feeds the backbone')
             out[rows] = self._flatten(feats).cpu().numpy()
         out.flush()
         del out
@@ -307,11 +337,12 @@ class CachedFeatureDataset(Dataset):
         barrier()
 
     def _flatten(self, feats):
-        """Tuple of ``(B, C_i, H_i, W_i)`` -> ``(B, D)`` fp16, pooled if ``pool`` is set."""
+        """Tuple of ``(B, C_i, H_i, W_i)`` -> ``(B, D)`` fp16, each map pooled to its layout
+        size (``min(H_i, pool) x min(W_i, pool)``) if ``pool`` is set."""
         parts = []
-        for feat in feats:
+        for feat, (_, _, h, w) in zip(feats, self.layout):
             if self.pool:
-                feat = F.adaptive_avg_pool2d(feat, self.pool)
+                feat = F.adaptive_avg_pool2d(feat, (h, w))
             parts.append(feat.flatten(1))
         return torch.cat(parts, 1).half()
 

@@ -268,3 +268,52 @@ def test_cache_pooling_comes_from_the_head_and_a_mismatch_is_refused():
     assert cfg.train_dataloader.dataset.pool == 4
     assert {c for _, c, h, w in cfg.model.backbone.layout} and \
         all((h, w) == (4, 4) for _, _, h, w in cfg.model.backbone.layout)
+
+
+def attention_cfgs(tmp_path, data_root, ckpt):
+    """The Fashion-MNIST probe with an attention head (pool_size 16 over block 8's 8 x 8
+    map), online and from a cache; the same head start on both sides."""
+    cfgs = []
+    for cached in (False, True):
+        cfg = make_cfg(ONLINE, tmp_path / f'cached{int(cached)}', data_root, ckpt, n=32)
+        cfg.model.head = dict(type='AttentionPoolHead', num_classes=10, embed_dims=32,
+                              num_heads=4, num_layers=1, pool_size=16)
+        cfg.randomness = dict(seed=0)
+        if cached:
+            cfg.runner_type = 'FeatureCacheRunner'
+            cfg.feature_cache = dict(root=str(tmp_path / 'cache'))
+        cfgs.append(cfg)
+    return cfgs
+
+
+def test_attention_head_trains_from_cache_as_online(tmp_path, fashion_mnist_root, unet_ckpt):
+    """A map smaller than the head's pool is cached as it is (the head pools to
+    min(size, pool_size)), so the cached run is the online run: same losses, and its head
+    weights load strictly into the online model."""
+    losses, runners = [], []
+    for cfg in attention_cfgs(tmp_path, fashion_mnist_root, unet_ckpt):
+        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+        runner.train()
+        losses.append(np.array(runner.message_hub.get_scalar('train/loss').data[0]))
+        runners.append(runner)
+    assert runners[1].model.backbone.layout == [(8, 64, 8, 8)]
+    online, cached = (runner.model.head for runner in runners)
+    assert cached.in_sizes == online.in_sizes == (8, )
+    assert cached.pre_layers[0].out_size == online.pre_layers[0].out_size == (8, 8)
+    online.load_state_dict(cached.state_dict(), strict=True)
+    assert len(losses[0]) == 2
+    np.testing.assert_allclose(losses[1], losses[0], atol=2e-3, rtol=0)
+
+
+def test_a_pooled_cache_checks_the_maps_it_stores(tmp_path, fashion_mnist_root, unet_ckpt):
+    """The layout comes from the native resolution; 64-pixel inputs give other maps, and the
+    fill stops naming feature_cache.input_size instead of storing them under the layout."""
+    cfg = attention_cfgs(tmp_path, fashion_mnist_root, unet_ckpt)[1]
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.pipeline.insert(-1, dict(type='Resize', scale=64))
+    with pytest.raises(ValueError, match=r'do not match the cache layout .*input_size'):
+        RUNNERS.build(cfg).train()
+    cfg.feature_cache.update(input_size=(64, 64), pool=16)
+    runner = RUNNERS.build(cfg)
+    runner.train()
+    assert runner.model.backbone.layout == [(8, 64, 16, 16)]

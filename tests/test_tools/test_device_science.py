@@ -119,8 +119,7 @@ def test_head_cells_and_configs(tmp_path):
     attention = pipeline.head_config(args, cfg, 'attention', 'ema.pth', heatmap)
     backbone = attention.model.backbone
     assert (backbone.blocks, backbone.timesteps, backbone.checkpoint) == ((8, ), (50, ), 'ema.pth')
-    # block 8 is 8 x 8: a cache pooled to 16 would upsample it
-    assert attention.model.head.pool_size == 8
+    assert 'pool_size' not in attention.model.head   # the cache keeps maps under 16 x 16
     assert attention.runner_type == 'FeatureCacheRunner'
     assert attention.train_dataloader.dataset.indices == args.probe_train
     assert attention.val_dataloader.dataset.indices == pipeline.heldout_indices(args)
@@ -129,7 +128,6 @@ def test_head_cells_and_configs(tmp_path):
     difformer = pipeline.head_config(args, cfg, 'difformer', 'ema.pth', heatmap)
     assert difformer.model.head.blocks == (8, 10, 12) == difformer.model.backbone.blocks
     assert difformer.model.head.timesteps == (50, 100) == difformer.model.backbone.timesteps
-    assert difformer.model.head.pool_size == 8   # block 10 is 16 x 16, block 8 is 8 x 8
     diffeed = pipeline.head_config(args, cfg, 'diffeed', 'ema.pth', {(4, 10): 90.0})
     # decoder blocks 8, 10, 12 feed encoder blocks 6, 4, 2: block 6 cannot reach block 4
     assert diffeed.model.backbone.feedback_blocks == [10, 12]
