@@ -43,6 +43,8 @@ def test_smoke_run_writes_the_files_that_come_back(tmp_path):
     preflight = json.loads((out / 'preflight.json').read_text())
     assert preflight['device'] == 'cpu' and preflight['mmcv_ops'] == 'ok'
     assert preflight['scopes'] == dict(mmdet='ok', mmseg='ok', mmpretrain='ok')
+    assert len(preflight['configs']) == len(dense.ROWS)
+    assert set(preflight['configs'].values()) == {'ok'}
     assert preflight['mmdet'] == '3.3.0' and preflight['mmsegmentation'] == '1.2.2'
 
     rows = json.loads((out / 'results.json').read_text())
@@ -131,6 +133,16 @@ def test_mask_rcnn_rows_wait_for_mmcv_ops_and_upernet_runs(tmp_path, monkeypatch
     assert records[0]['error'] == ("not started (needs mmcv's ops on the device: "
                                    f"{info['mmcv_ops']})")
     assert records[1]['name'] == 'upernet_frozen' and records[1]['fits_80gb'] is False
+
+
+def test_a_row_whose_config_does_not_load_is_not_started(tmp_path, monkeypatch):
+    rows = device_run.select_rows(dense.ROWS, ['upernet_frozen', 'upernet_ft_cp_bf16'])
+    error = "ModuleNotFoundError: No module named 'pkg_resources'"
+    info = dict(scopes=dict(mmdet='ok', mmseg='ok'), mmcv_ops='ok',
+                configs={rows[0].config: error, rows[1].config: 'ok'})
+    calls, records = run_fake(tmp_path, monkeypatch, rows, fits_at=(None, 2, 1), info=info)
+    assert [c[0] for c in calls] == [osp.basename(rows[1].config)]
+    assert records[0]['error'] == f'not started (its config does not load: {error})'
 
 
 def test_rows_and_settings():

@@ -124,7 +124,9 @@ def check_ops(device):
 
 def preflight(rec, setting):
     """Versions, the device, and what works there: ``scopes`` (each codebase's models
-    import) and ``mmcv_ops`` ('ok' or the error of :func:`check_ops`)."""
+    import), ``mmcv_ops`` ('ok' or the error of :func:`check_ops`) and ``configs`` (each
+    row's config loads: 'ok' or the error)."""
+    from mmengine.config import Config
     start = time.perf_counter()
     info = dict(python=sys.version.split()[0], torch=torch.__version__,
                 cuda=torch.version.cuda, device=setting['device'])
@@ -150,6 +152,13 @@ def preflight(rec, setting):
         info['mmcv_ops'] = 'ok'
     except Exception as err:
         info['mmcv_ops'] = _error(err)
+    info['configs'] = {}
+    for config in dict.fromkeys(row.config for row in ROWS):
+        try:   # the mmdet::/mmseg:: bases need the carried packages (and pkg_resources)
+            Config.fromfile(osp.join(ROOT, config))
+            info['configs'][config] = 'ok'
+        except Exception as err:
+            info['configs'][config] = _error(err)
     info['seconds'] = time.perf_counter() - start
     rec.write_json('preflight.json', info)
     rec.log('preflight', json.dumps(info))
@@ -160,6 +169,9 @@ def missing(row, info):
     """Why the preflight says ``row`` cannot run (None: it can)."""
     mmdet = '/mask_rcnn/' in row.config
     scope = 'mmdet' if mmdet else 'mmseg'
+    loaded = info.get('configs', {}).get(row.config, 'ok')
+    if loaded != 'ok':
+        return f'its config does not load: {loaded}'
     if info['scopes'][scope] != 'ok':
         return f'{scope} does not import: {info["scopes"][scope]}'
     if mmdet and info['mmcv_ops'] != 'ok':

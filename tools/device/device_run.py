@@ -21,6 +21,12 @@ import tempfile
 import time
 import traceback
 
+# mmengine 0.10.7 imports pkg_resources (gone from setuptools 82) when a config has a
+# ``mmdet::``/``mmpretrain::`` base, and distutils (gone from Python 3.12) in its
+# environment report: the carried setuptools 80 has both, its distutils shim installed by
+# this import, which comes before any mmengine import of the run scripts
+import setuptools  # noqa: F401
+
 
 class RunFiles:
     """The files of a device run: ``out`` (what comes back) and the logs folder ``logs``

@@ -41,10 +41,6 @@ from multiprocessing import get_context
 START = time.perf_counter()  # before torch's import: science.sh's limit counts from here
 
 import numpy as np  # noqa: E402
-# mmengine 0.10.7 imports distutils (gone in Python 3.12) and pkg_resources (gone in
-# setuptools 82): the carried setuptools 80 has both, its distutils shim installed by this
-# import (here and in lane A's process, which imports this module again)
-import setuptools  # noqa: E402, F401
 import torch  # noqa: E402
 
 TOOLS = osp.dirname(osp.dirname(osp.abspath(__file__)))
