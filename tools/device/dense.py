@@ -124,8 +124,9 @@ def check_ops(device):
 
 def preflight(rec, setting):
     """Versions, the device, and what works there: ``scopes`` (each codebase's models
-    import), ``mmcv_ops`` ('ok' or the error of :func:`check_ops`) and ``configs`` (each
-    row's config loads: 'ok' or the error)."""
+    import), ``mmcv_ops`` ('ok' or the error of :func:`check_ops`) and ``configs`` (a
+    config of each codebase loads, its ``mmdet::``/``mmseg::`` bases resolved: 'ok' or the
+    error; a single config's own fault shows in its row)."""
     from mmengine.config import Config
     start = time.perf_counter()
     info = dict(python=sys.version.split()[0], torch=torch.__version__,
@@ -153,28 +154,31 @@ def preflight(rec, setting):
     except Exception as err:
         info['mmcv_ops'] = _error(err)
     info['configs'] = {}
-    for config in dict.fromkeys(row.config for row in ROWS):
-        try:   # the mmdet::/mmseg:: bases need the carried packages (and pkg_resources)
+    for scope in ('mmdet', 'mmseg'):   # one config each: the environment, not the config
+        config = next(row.config for row in ROWS if _scope(row) == scope)
+        try:   # mmengine resolves the mmdet::/mmseg:: bases through pkg_resources
             Config.fromfile(osp.join(ROOT, config))
-            info['configs'][config] = 'ok'
+            info['configs'][scope] = 'ok'
         except Exception as err:
-            info['configs'][config] = _error(err)
+            info['configs'][scope] = _error(err)
     info['seconds'] = time.perf_counter() - start
     rec.write_json('preflight.json', info)
     rec.log('preflight', json.dumps(info))
     return info
 
 
+def _scope(row):
+    return 'mmdet' if '/mask_rcnn/' in row.config else 'mmseg'
+
+
 def missing(row, info):
     """Why the preflight says ``row`` cannot run (None: it can)."""
-    mmdet = '/mask_rcnn/' in row.config
-    scope = 'mmdet' if mmdet else 'mmseg'
-    loaded = info.get('configs', {}).get(row.config, 'ok')
-    if loaded != 'ok':
-        return f'its config does not load: {loaded}'
+    scope = _scope(row)
     if info['scopes'][scope] != 'ok':
         return f'{scope} does not import: {info["scopes"][scope]}'
-    if mmdet and info['mmcv_ops'] != 'ok':
+    if info['configs'][scope] != 'ok':
+        return f'{scope} configs do not load: {info["configs"][scope]}'
+    if scope == 'mmdet' and info['mmcv_ops'] != 'ok':
         return f"needs mmcv's ops on the device: {info['mmcv_ops']}"
     return None
 
