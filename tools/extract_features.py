@@ -17,7 +17,7 @@ from mmdiffssl.apis import build_backbone
 from mmdiffssl.apis.extraction import extract_folder
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('image_dir', help='folder of images (searched recursively)')
     parser.add_argument('out', help='output folder')
@@ -33,11 +33,11 @@ def parse_args():
     parser.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16', 'fp16'])
     parser.add_argument('--format', default='npy', choices=['npy', 'safetensors'])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     backbone = build_backbone(arch_from_argument(args.arch), checkpoint=args.checkpoint, blocks=args.blocks,
                               timesteps=args.timesteps, noise=args.noise,
                               class_label=args.class_label, dtype=args.dtype)

@@ -19,14 +19,14 @@ from cli_common import backbone_config
 from mmdiffssl.apis.blocks import block_table_lines, tap_lines
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('arch', help='ADM preset, JSON flags, config file, diffusers folder, '
                         'sd-1.x or sd-2.x')
     parser.add_argument('--size', type=int, help='input side for the feature sizes')
     parser.add_argument('--taps', metavar='BLOCK',
                         help="list the tappable modules of this block (number or name)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cfg = backbone_config(args.arch)
     if args.taps is not None:
         block = int(args.taps) if args.taps.isdigit() else args.taps

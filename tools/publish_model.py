@@ -127,16 +127,16 @@ def publish(in_file, out_file):
     return final
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Write a release checkpoint (state_dict + '
                                      'plain meta) named with its sha256 prefix')
     parser.add_argument('in_file', help='run checkpoint (tools/train.py output)')
     parser.add_argument('out_file', help='release file name; -<sha256[:8]> is added before .pth')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     print(f'release checkpoint: {publish(args.in_file, args.out_file)}')
 
 

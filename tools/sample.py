@@ -29,7 +29,7 @@ def arch_of(value):
     return arch_from_argument(value, argument='arch (first argument)')
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('arch', help='config file, preset name or JSON flags')
     parser.add_argument('checkpoint')
@@ -43,7 +43,7 @@ def main():
     parser.add_argument('--class-label', type=int)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     flags = adm_flags_from(arch_of(args.arch))
     unet = build_adm_unet(flags)
     if unet.num_classes is None:

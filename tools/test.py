@@ -16,18 +16,18 @@ from mmengine.dist import is_main_process
 import mmdiffssl  # noqa: F401  (registers mmdiffssl's modules)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='write the metrics to this JSON file')
     parser.add_argument('--show-dir', help='draw predictions (detection/segmentation '
                         'overlays) as PNG into this folder')
-    return add_runner_arguments(parser).parse_args()
+    return add_runner_arguments(parser).parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)

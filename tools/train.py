@@ -9,18 +9,18 @@ import mmdiffssl  # noqa: F401  (registers mmdiffssl's modules)
 from cli_common import add_runner_arguments, build_runner, enable_amp, load_config, set_resume
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from this checkpoint, or without a value from the '
                         'latest checkpoint in the work dir')
     parser.add_argument('--amp', action='store_true', help='mixed precision training')
-    return add_runner_arguments(parser).parse_args()
+    return add_runner_arguments(parser).parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
     if args.amp:
         enable_amp(cfg)

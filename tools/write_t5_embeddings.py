@@ -15,14 +15,14 @@ import argparse
 from safetensors.torch import save_file
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('folder', help='local folder with tokenizer/ and text_encoder/')
     parser.add_argument('out', help='output file (.safetensors, or .pt)')
     parser.add_argument('--prompt', default='', help="the text (default '': the null text)")
     parser.add_argument('--max-length', type=int, default=120,
                         help='padded token length: 120 (PixArt-α) or 300 (PixArt-Σ)')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     from mmdiffssl.models.backbones.pixart_backbone import encode_t5_prompt
     embedding = encode_t5_prompt(args.folder, args.prompt, args.max_length)
     if args.out.endswith('.safetensors'):

@@ -84,7 +84,7 @@ def epoch_seconds(cfg, work_dir):
     return timer.seconds[0], num_images
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('online_config')
     parser.add_argument('cached_config', nargs='?',
@@ -96,7 +96,7 @@ def main():
     parser.add_argument('--image-size', type=int, default=256)
     parser.add_argument('--work-dir', default='work_dirs/cache_speedup')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     options = dict(args.cfg_options)
     if args.images:

@@ -25,11 +25,11 @@ def time_statement(code):
     return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('statements', nargs='*', default=DEFAULT)
     parser.add_argument('--runs', type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(f'load average {os.getloadavg()[0]:.1f}, {args.runs} runs each, median')
     for code in args.statements:
         runs = [time_statement(code) for _ in range(args.runs)]

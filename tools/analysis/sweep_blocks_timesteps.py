@@ -26,7 +26,7 @@ from cli_common import load_config  # noqa: E402
 from mmdiffssl.analysis import plot_heatmap, run_sweep  # noqa: E402
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('--blocks', type=int, nargs='+', required=True)
@@ -41,7 +41,7 @@ def main():
                         help='write into WORK_DIR/<key digest>/ instead of refusing a '
                         'WORK_DIR made with other settings')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     results = run_sweep(cfg, args.blocks, args.timesteps, args.work_dir,

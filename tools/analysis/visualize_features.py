@@ -20,7 +20,7 @@ from mmdiffssl.analysis import feature_pca_grid  # noqa: E402
 from mmdiffssl.apis import build_backbone, to_model_range  # noqa: E402
 from mmdiffssl.apis.extraction import list_images, load_image  # noqa: E402
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('image_dir')
     parser.add_argument('out', help='PNG path')
@@ -33,7 +33,7 @@ def main():
     parser.add_argument('--size', type=int, default=256)
     parser.add_argument('--class-label', type=int)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     backbone = build_backbone(arch_from_argument(args.arch), checkpoint=args.checkpoint,
                               blocks=args.blocks, timesteps=args.timesteps,
                               class_label=args.class_label).to(args.device)

@@ -16,7 +16,7 @@ from mmdiffssl.datasets.canvas import CanvasSpec, write_canvas_dataset
 from mmdiffssl.datasets.fashion_mnist import DEBIAN_FASHION_MNIST
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('out_dir')
     parser.add_argument('--source', default=DEBIAN_FASHION_MNIST,
@@ -36,7 +36,7 @@ def main():
                         help='item pixels are those above this value')
     parser.add_argument('--image-format', choices=['png', 'jpg'], default='png')
     parser.add_argument('--seed', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
         spec = CanvasSpec(canvas_size=tuple(args.canvas_size), items_per_canvas=tuple(args.items),
                           scale_range=tuple(args.scale), overlap=args.overlap,
