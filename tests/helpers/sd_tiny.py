@@ -10,7 +10,7 @@
   layout (``model.diffusion_model.*``, ``first_stage_model.*``, ``cond_stage_model.*``),
   written here from the known key layout, for the single-file loading test.
 - :data:`TINY_DDPM`: a pixel-space ``UNet2DModel`` with DDPM's block types.
-- pytest fixtures, imported by the SD test modules: :func:`tiny_sd` (a module-scoped tiny SD
+- pytest fixtures, imported by the SD test modules: :func:`tiny_sd` (a session-scoped tiny SD
   folder) and :func:`no_network`.
 """
 import json
@@ -23,12 +23,12 @@ import pytest
 import torch
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def tiny_sd(tmp_path_factory):
-    """A tiny Stable Diffusion folder (:func:`write_tiny_sd`) for the module's tests."""
-    folder = str(tmp_path_factory.mktemp('tiny_sd'))
-    write_tiny_sd(folder)
-    return folder
+    """A tiny Stable Diffusion folder (:func:`write_tiny_sd`), written once per test run and
+    read by every module that asks for it (tests must not write into it)."""
+    from conftest import shared_folder
+    return shared_folder(tmp_path_factory, 'tiny_sd', write_tiny_sd)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import ROOT, run_tool
+from conftest import ROOT, run_tool, run_tool_result
 
 DEMO_CFG = osp.join(ROOT, 'configs/diffssl/linear_adm-tiny_1xb64-2e_fashion-mnist-32px.py')
 SWEEP = osp.join(ROOT, 'tools/analysis/sweep_blocks_timesteps.py')
@@ -34,16 +34,6 @@ def sweep_args(work, data_root, *options, train=64):
             *options]
 
 
-def run_failing(args):
-    import subprocess
-    import sys
-    env = dict(__import__('os').environ)
-    env['PYTHONPATH'] = ROOT + ':' + env.get('PYTHONPATH', '')
-    proc = subprocess.run([sys.executable] + args, cwd=ROOT, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
-    return proc.returncode, proc.stdout
-
-
 def test_rerun_with_another_checkpoint_is_refused(tmp_path, fashion_mnist_root):
     work = str(tmp_path / 'sweep')
     first = unet_checkpoint(tmp_path / 'a.pth', seed=1)
@@ -59,7 +49,7 @@ def test_rerun_with_another_checkpoint_is_refused(tmp_path, fashion_mnist_root):
     assert 'best: block 4, t=10' in out
 
     # another checkpoint in the same work dir: refused, naming the weights
-    code, out = run_failing(sweep_args(work, fashion_mnist_root,
+    code, out = run_tool_result(sweep_args(work, fashion_mnist_root,
                                        f'model.backbone.checkpoint={second}', *ckpt))
     assert code != 0, out[-2000:]
     assert 'SweepKeyMismatch' in out and 'weights: "file:' in out, out[-2000:]

@@ -33,7 +33,7 @@ def run_python(code, cwd, timeout=600):
 def publish(run_checkpoint, out_file):
     """tools/publish_model.py on ``run_checkpoint``; returns the release file's path."""
     log = run_tool([osp.join(ROOT, 'tools', 'publish_model.py'), run_checkpoint, out_file],
-                   env=ENV)
+                   env=ENV, fresh_process=True)
     stem = out_file[:-len('.pth')]
     found = glob.glob(f'{glob.escape(stem)}-*.pth')
     assert len(found) == 1 and f'release checkpoint: {found[0]}' in log, (found, log)

@@ -31,7 +31,8 @@ def trained(tmp_path_factory):
     make_coco_shapes(root)
     config = tiny_mask_rcnn_cfg(root, ITERS)
     work = str(tmp_path_factory.mktemp('work'))
-    run_tool([stock_tool('mmdet', 'train'), config, '--work-dir', work], env=ENV)
+    run_tool([stock_tool('mmdet', 'train'), config, '--work-dir', work], env=ENV,
+             fresh_process=True)
     checkpoint = osp.join(work, f'epoch_{ITERS}.pth')
     release = publish(checkpoint, str(tmp_path_factory.mktemp('release') / 'mask_rcnn.pth'))
     return config, checkpoint, release, osp.join(root, 'images', '0.png')
@@ -42,7 +43,7 @@ def test_mmdet_test_tool_evaluates_and_draws_the_release(trained, tmp_path):
     config, _, release, _ = trained
     work = str(tmp_path / 'work')
     log = run_tool([stock_tool('mmdet', 'test'), config, release, '--work-dir', work,
-                    '--show-dir', 'vis'], env=ENV)
+                    '--show-dir', 'vis'], env=ENV, fresh_process=True)
     assert 'coco/bbox_mAP_50' in log and 'coco/segm_mAP_50' in log, log[-3000:]
     assert [osp.basename(p) for p in drawn_pngs(work)] == ['0.png', '1.png']
 

@@ -39,8 +39,9 @@ def trained(tmp_path_factory):
     work = str(tmp_path_factory.mktemp('work'))
     # mmpretrain's train.py sets persistent_workers=True on every loader unless told not to
     run_tool([stock_tool('mmpretrain', 'train'), CONFIG, '--work-dir', work,
-              '--no-persistent-workers'] + data_options(root) + ['train_cfg.max_epochs=1', 'train_cfg.val_interval=100',
-                                     'default_hooks.checkpoint.interval=1'], env=ENV)
+              '--no-persistent-workers'] + data_options(root)
+             + ['train_cfg.max_epochs=1', 'train_cfg.val_interval=100',
+                'default_hooks.checkpoint.interval=1'], env=ENV, fresh_process=True)
     checkpoint = osp.join(work, 'epoch_1.pth')
     release = publish(checkpoint, str(tmp_path_factory.mktemp('release') / 'linear.pth'))
     return checkpoint, release, root
@@ -50,7 +51,7 @@ def trained(tmp_path_factory):
 def test_mmpretrain_test_tool_evaluates_the_release(trained, tmp_path):
     _, release, root = trained
     log = run_tool([stock_tool('mmpretrain', 'test'), CONFIG, release, '--work-dir',
-                    str(tmp_path)] + data_options(root), env=ENV)
+                    str(tmp_path)] + data_options(root), env=ENV, fresh_process=True)
     assert 'accuracy/top1' in log, log[-3000:]
 
 

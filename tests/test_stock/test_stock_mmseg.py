@@ -30,7 +30,8 @@ def trained(tmp_path_factory):
     root = make_ade_shapes(str(tmp_path_factory.mktemp('ade')))
     config = tiny_upernet_cfg(root, ITERS)
     work = str(tmp_path_factory.mktemp('work'))
-    run_tool([stock_tool('mmseg', 'train'), config, '--work-dir', work], env=ENV)
+    run_tool([stock_tool('mmseg', 'train'), config, '--work-dir', work], env=ENV,
+             fresh_process=True)
     checkpoint = osp.join(work, f'iter_{ITERS}.pth')
     release = publish(checkpoint, str(tmp_path_factory.mktemp('release') / 'upernet.pth'))
     test_only = str(tmp_path_factory.mktemp('test_split_only'))
@@ -66,7 +67,7 @@ def test_stock_test_tool_draws_with_only_the_test_split(trained, tmp_path):
     log = run_tool([stock_tool('mmseg', 'test'), config, release, '--work-dir', str(tmp_path),
                     '--show-dir', str(tmp_path / 'vis'), '--cfg-options']
                    + data_root_options(test_only) + ['default_hooks.visualization.interval=1'],
-                   env=ENV)
+                   env=ENV, fresh_process=True)
     assert 'mIoU' in log, log[-3000:]
     assert [osp.basename(p) for p in drawn_pngs(str(tmp_path / 'vis'))] == DRAWN
 

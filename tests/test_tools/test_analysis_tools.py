@@ -26,7 +26,7 @@ def test_sweep_writes_csv_heatmap_and_resumes(tmp_path, fashion_mnist_root):
             f'train_dataloader.dataset.data_root={fashion_mnist_root}',
             f'val_dataloader.dataset.data_root={fashion_mnist_root}',
             'train_dataloader.dataset.indices=96', 'val_dataloader.dataset.indices=48']
-    out = run_tool(args)
+    out = run_tool(args, fresh_process=True)
     assert 'best: block' in out
     with open(osp.join(work, 'sweep.csv')) as f:
         rows = list(csv.DictReader(f))
@@ -63,7 +63,7 @@ def test_visualize_features_png(tmp_path):
     out = str(tmp_path / 'pca.png')
     run_tool([osp.join(ROOT, 'tools/analysis/visualize_features.py'), str(folder), out,
               '--arch', json.dumps(TINY), '--blocks', '4', '9', '--timesteps', '50', '300',
-              '--size', '32'])
+              '--size', '32'], fresh_process=True)
     assert Image.open(out).size == (32 * 5, 32 * 2)
 
 
@@ -73,7 +73,8 @@ def test_cache_speedup_times_online_and_cached_epochs(tmp_path):
     work = str(tmp_path / 'speedup')
     out = run_tool([osp.join(ROOT, 'tools/analysis/cache_speedup.py'), DEMO_CFG,
                     '--images', '6', '--image-size', '32', '--work-dir', work, '--cfg-options',
-                    'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0'])
+                    'train_dataloader.batch_size=4', 'train_dataloader.num_workers=0'],
+                   fresh_process=True)
     match = re.search(r'online epoch: ([\d.]+) s, cached epoch: ([\d.]+) s, '
                       r'speed-up: ([\d.]+)x', out)
     assert match, out[-2000:]

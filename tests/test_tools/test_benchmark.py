@@ -43,7 +43,7 @@ def test_tool_block24_smoke(tmp_path):
     stdout = run_tool(['tools/benchmark.py', '--arch', 'adm-256-uncond', '--channels', '32',
                        '--size', '32', '--batch', '2', '--iters', '2', '--warmup', '0',
                        '--dtype', 'fp32', '--check-images', '1', '--threads', '1',
-                       '--out', out], timeout=300)
+                       '--out', out], timeout=300, fresh_process=True)
     assert 'ours/ref' in stdout and 'reference' in stdout
     with open(out) as f:
         result = json.load(f)

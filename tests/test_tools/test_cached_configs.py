@@ -39,7 +39,8 @@ def cache_files(cache_root):
 def test_upstream_tools_write_reuse_and_test_a_cached_config(tmp_path, fashion_mnist_root):
     cache, work = str(tmp_path / 'cache'), str(tmp_path / 'work')
     options = as_arguments(small(fashion_mnist_root, cache))
-    out = run_tool([osp.join(UPSTREAM, 'train.py'), CACHED, '--work-dir', work] + options)
+    out = run_tool([osp.join(UPSTREAM, 'train.py'), CACHED, '--work-dir', work] + options,
+                   fresh_process=True)
     files = cache_files(cache)
     assert len(files) == 2, files      # the train split, and the val/test split (same images)
     assert out.count('; filling it') == 2

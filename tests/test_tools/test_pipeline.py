@@ -112,7 +112,8 @@ def test_sample_numbers_recomputed_from_saved_samples(pipeline_run):
 @pytest.mark.slow
 def test_second_run_reuses_caches_and_reproduces(pipeline_run, fashion_mnist_root):
     out, _, report, predictions = pipeline_run
-    second = run_tool(pipeline_args(out, fashion_mnist_root, '2'))
+    # a real process: --jobs 2 starts lane processes that import the tool's functions
+    second = run_tool(pipeline_args(out, fashion_mnist_root, '2'), fresh_process=True)
     with open(osp.join(out, 'report.json')) as f:
         again = json.load(f)
     assert again['timing']['pretraining']['reused'] and again['timing']['samples']['reused']

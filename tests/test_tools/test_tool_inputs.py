@@ -1,15 +1,12 @@
 """Bad inputs to the tools are named in their errors: image files, class labels, --arch."""
 import json
 import os.path as osp
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFile
 
-from conftest import ROOT
+from conftest import ROOT, run_tool_result
 from mmdiffssl.apis import build_backbone
 
 TINY = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult='1,2,2',
@@ -17,11 +14,8 @@ TINY = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult='1,2,
 
 
 def run(args):
-    """Run a tool; return (exit code, stdout + stderr)."""
-    env = dict(__import__('os').environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
-    proc = subprocess.run([sys.executable] + args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=600)
-    return proc.returncode, proc.stdout
+    """Run a tool (in this process); return (exit code, stdout + stderr)."""
+    return run_tool_result(args)
 
 
 @pytest.fixture(scope='module')

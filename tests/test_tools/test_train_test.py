@@ -9,17 +9,19 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, run_tool
+from conftest import ROOT, free_port, run_tool
 
 RESNET_CFG = osp.join(ROOT, 'configs/resnet/resnet18_1xb64-2e_fashion-mnist-32px.py')
 
 
-def small_run_options(data_root, epochs):
+def small_run_options(data_root, epochs, images=128):
+    """A run on ``images`` training images (128 validation and test images)."""
     return ['--cfg-options', f'train_dataloader.dataset.data_root={data_root}',
             f'val_dataloader.dataset.data_root={data_root}',
             f'test_dataloader.dataset.data_root={data_root}',
-            'train_dataloader.dataset.indices=256', 'val_dataloader.dataset.indices=128',
-            'test_dataloader.dataset.indices=128', 'train_dataloader.num_workers=0',
+            f'train_dataloader.dataset.indices={images}',
+            'val_dataloader.dataset.indices=128', 'test_dataloader.dataset.indices=128',
+            'train_dataloader.num_workers=0',
             'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
             'train_dataloader.batch_size=32', f'train_cfg.max_epochs={epochs}',
             'randomness.seed=0']
@@ -51,8 +53,9 @@ def manual_accuracy(checkpoint, data_root):
 
 def test_train_resume_test(tmp_path, fashion_mnist_root):
     work = str(tmp_path / 'work')
+    # the tools' real command lines (the other runs of the suite are in-process)
     run_tool(['tools/train.py', RESNET_CFG, '--work-dir', work]
-             + small_run_options(fashion_mnist_root, 1))
+             + small_run_options(fashion_mnist_root, 1), fresh_process=True)
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
 
     # Resume from the epoch-1 checkpoint (safe torch.load, mmengine's objects allow-listed).
@@ -64,7 +67,8 @@ def test_train_resume_test(tmp_path, fashion_mnist_root):
 
     metrics_file = str(tmp_path / 'metrics.json')
     out = run_tool(['tools/test.py', RESNET_CFG, ckpt, '--work-dir', work, '--out',
-                    metrics_file] + small_run_options(fashion_mnist_root, 2))
+                    metrics_file] + small_run_options(fashion_mnist_root, 2),
+                   fresh_process=True)
     reported = json.load(open(metrics_file))['accuracy/top1']
     assert f'"accuracy/top1": {reported}' in out
     assert reported == pytest.approx(manual_accuracy(ckpt, fashion_mnist_root), abs=1e-6)
@@ -75,9 +79,9 @@ def test_resume_auto_without_unsafe_load(tmp_path, fashion_mnist_root):
     work = str(tmp_path / 'work')
     env = {'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD': '0'}
     run_tool(['tools/train.py', RESNET_CFG, '--work-dir', work]
-             + small_run_options(fashion_mnist_root, 1), env=env)
+             + small_run_options(fashion_mnist_root, 1, images=64), env=env)
     out = run_tool(['tools/train.py', RESNET_CFG, '--work-dir', work, '--resume']
-                   + small_run_options(fashion_mnist_root, 2), env=env)
+                   + small_run_options(fashion_mnist_root, 2, images=64), env=env)
     assert 'resumed epoch: 1' in out
 
 
@@ -88,7 +92,7 @@ def test_dist_train_two_cpu_ranks_agree(tmp_path, fashion_mnist_root):
     config.write_text(f"_base_ = '{RESNET_CFG}'\n"
                       "custom_imports = dict(imports=['mmdiffssl', 'weight_dump_hook'])\n"
                       "custom_hooks = [dict(type='WeightDumpHook')]\n")
-    env = dict(os.environ, PYTHON=sys.executable, PORT='29617',
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()),
                PYTHONPATH=os.pathsep.join([ROOT, osp.join(ROOT, 'tests', 'helpers')]))
     cmd = ['bash', osp.join(ROOT, 'tools/dist_train.sh'), str(config), '2', '--work-dir', work]
     cmd += small_run_options(fashion_mnist_root, 1)

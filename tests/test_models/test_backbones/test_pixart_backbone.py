@@ -187,5 +187,5 @@ def test_t5_embedding_is_what_the_backbone_reads(folders, tiny_t5, tmp_path):
 def test_t5_tool_cli(tiny_t5, tmp_path):
     out = str(tmp_path / 'cat.pt')
     log = run_tool([osp.join(ROOT, 'tools/write_t5_embeddings.py'), tiny_t5, out,
-                    '--max-length', '6', '--prompt', 'a photo of cat'])
+                    '--max-length', '6', '--prompt', 'a photo of cat'], fresh_process=True)
     assert '5 unmasked tokens' in log and os.path.isfile(out)

@@ -73,5 +73,6 @@ def test_sample_tool_writes_grid(tmp_path):
     torch.save(unet.state_dict(), ckpt)
     out = str(tmp_path / 'grid.png')
     run_tool([osp.join(ROOT, 'tools/sample.py'), json.dumps(flags), ckpt, out,
-              '--checkpoint-prefix', '', '--method', 'ddim', '--num', '5', '--steps', '5'])
+              '--checkpoint-prefix', '', '--method', 'ddim', '--num', '5', '--steps', '5'],
+             fresh_process=True)   # the command line itself, once per tool
     assert Image.open(out).size == (8 * 3, 8 * 2)
