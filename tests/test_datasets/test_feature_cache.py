@@ -10,7 +10,7 @@ from mmengine.config import Config
 from mmengine.registry import DATASETS, RUNNERS, DefaultScope
 from mmengine.runner import Runner
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 from mmdiffssl.engine.feature_cache_runner import with_feature_cache
 from mmdiffssl.models.backbones import ADMBackbone
 
@@ -174,6 +174,8 @@ def test_fresh_noise_cannot_be_cached(tmp_path, fashion_mnist_root, unet_ckpt):
         cache_dataset(cfg)
 
 
+# slow: a 2-rank training run, ~25 s; make test keeps one 2-rank run (test_train_test.py)
+@pytest.mark.slow
 def test_fill_sharded_across_two_ranks(tmp_path, fashion_mnist_root, unet_ckpt):
     """Under torchrun (2 CPU ranks, gloo) each rank fills its rows; the cache equals a
     single-process fill and is reused by it."""
@@ -188,7 +190,7 @@ def test_fill_sharded_across_two_ranks(tmp_path, fashion_mnist_root, unet_ckpt):
             'test_dataloader.dataset.indices=8', 'train_dataloader.num_workers=0',
             'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
             'train_cfg.max_epochs=1']
-    env = dict(os.environ, PYTHON=sys.executable, PORT='29631', OMP_NUM_THREADS='1',
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1',
                PYTHONPATH=ROOT)
     proc = subprocess.run(['bash', osp.join(ROOT, 'tools/dist_train.sh'), CACHED, '2',
                            '--work-dir', work, '--cfg-options'] + opts,

@@ -7,8 +7,9 @@ reduction in the prior iteration ..."), so a finished run with equal weights on 
 answers the question. The U-Net is pruned after the deepest block the pyramid reads; the
 mutant keeps the unrun blocks (``prune=False``) and must fail with that error.
 
-The UPerNet run is in the default suite (about 1 minute); the Mask R-CNN run and the mutant
-are ``slow``: ``.venv/bin/python -m pytest -m slow tests/test_dense/test_dense_ddp.py``.
+All three are ``slow`` (2-rank runs of 40 s and more; ``make test`` keeps one 2-rank run,
+tests/test_tools/test_train_test.py): ``make test-slow``, or
+``.venv/bin/python -m pytest -m slow tests/test_dense/test_dense_ddp.py``.
 """
 import os
 import os.path as osp
@@ -19,7 +20,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 from dense_data import (MASK_RCNN_CFG, UPERNET_CFG, make_ade_shapes, make_coco_shapes,
                         tiny_mask_rcnn_cfg, tiny_upernet_cfg)
 
@@ -43,21 +44,21 @@ def tiny_config(kind, tmp_path, extra=''):
     return str(config)
 
 
-def dist_train(config, work, port):
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(port), **ENV,
+def dist_train(config, work):
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), **ENV,
                PYTHONPATH=os.pathsep.join([ROOT, osp.join(ROOT, 'tests', 'helpers')]))
     return subprocess.run(['bash', osp.join(ROOT, 'tools/dist_train.sh'), config, '2',
                            '--work-dir', work], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=600)
 
 
-@pytest.mark.parametrize('kind,real_config,port', [
-    pytest.param('upernet', UPERNET_CFG, 29641, id='upernet'),
-    pytest.param('mask_rcnn', MASK_RCNN_CFG, 29642, id='mask_rcnn',
+@pytest.mark.parametrize('kind,real_config', [
+    pytest.param('upernet', UPERNET_CFG, id='upernet', marks=pytest.mark.slow),
+    pytest.param('mask_rcnn', MASK_RCNN_CFG, id='mask_rcnn',
                  marks=pytest.mark.slow),
 ])
 def test_fine_tuning_trains_under_ddp_without_unused_parameter_search(
-        tmp_path, kind, real_config, port):
+        tmp_path, kind, real_config):
     if kind == 'mask_rcnn':
         pytest.importorskip('mmcv.ops')
     assert not Config.fromfile(real_config).get('find_unused_parameters', False)
@@ -65,7 +66,7 @@ def test_fine_tuning_trains_under_ddp_without_unused_parameter_search(
     assert not Config.fromfile(config, import_custom_modules=False).get(
         'find_unused_parameters', False)
     work = str(tmp_path / 'work')
-    proc = dist_train(config, work, port)
+    proc = dist_train(config, work)
     assert proc.returncode == 0, proc.stdout[-6000:]
     assert 'find_unused_parameters=False' in proc.stdout  # the wrapper's config, logged
     w0 = torch.load(osp.join(work, 'rank0_weights.pth'))
@@ -79,6 +80,6 @@ def test_fine_tuning_trains_under_ddp_without_unused_parameter_search(
 def test_unrun_blocks_that_require_grad_stop_ddp(tmp_path):
     """The mutant: the U-Net not pruned, its blocks after the deepest read get no gradient."""
     config = tiny_config('upernet', tmp_path, 'model = dict(backbone=dict(prune=False))\n')
-    proc = dist_train(config, str(tmp_path / 'work'), 29643)
+    proc = dist_train(config, str(tmp_path / 'work'))
     assert proc.returncode != 0
     assert DDP_ERROR in proc.stdout, proc.stdout[-6000:]

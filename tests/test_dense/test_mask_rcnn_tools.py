@@ -33,6 +33,7 @@ def test_tiny_arch_has_the_pyramid_strides():
     assert [by_block[b] for b in (20, 18, 16, 14)] == [(64, 4), (64, 8), (64, 16), (64, 32)]
 
 
+@pytest.mark.slow   # a whole train + test run of Mask R-CNN, ~36 s of CPU
 def test_mask_rcnn_overfits_two_images_and_draws(tmp_path):
     root = str(tmp_path / 'coco')
     make_coco_shapes(root)

@@ -33,6 +33,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow   # a whole train + test run of UPerNet, ~28 s of CPU
 def test_upernet_overfits_and_draws(tmp_path):
     root = make_ade_shapes(str(tmp_path / 'ade'))
     config = tiny_upernet_cfg(root, ITERS)
@@ -93,6 +94,7 @@ def assert_states_equal(actual, expected):
             assert actual[key] == value, key
 
 
+@pytest.mark.slow   # three UPerNet runs, ~24 s of CPU (make test keeps ADM's resume test)
 def test_resume_repeats_straight_run_with_fresh_noise(tmp_path):
     root = make_ade_shapes(str(tmp_path / 'ade'))
     straight, straight_losses = run(make_cfg(root, tmp_path / 'straight', 4))

@@ -9,28 +9,30 @@ import warnings
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 from mmdiffssl.models.noise import DiffusionNoise
 from mmdiffssl.models.pretrainers import TimestepSampler
 
 PRETRAIN = osp.join(ROOT, 'configs/pretrain/ddpm_adm-tiny_1xb64-5e_fashion-mnist-32px.py')
 
 
-def torchrun(args, port, timeout=600):
+def torchrun(args, timeout=600):
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join(
         [ROOT, osp.join(ROOT, 'tests', 'helpers')]))
     proc = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
-                           '2', '--master_port', str(port)] + args, cwd=ROOT, env=env,
+                           '2', '--master_port', str(free_port())] + args, cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-6000:]
     return proc.stdout
 
 
+# slow: two 2-rank torchrun processes, ~30 s; make test keeps one 2-rank run (test_train_test.py)
+@pytest.mark.slow
 def test_models_built_before_the_process_group_draw_per_rank_and_resume(tmp_path):
     script = osp.join(ROOT, 'tests', 'helpers', 'noise_ranks.py')
-    torchrun([script, 'straight', str(tmp_path)], 29653)
-    torchrun([script, 'resume', str(tmp_path)], 29654)
+    torchrun([script, 'straight', str(tmp_path)])
+    torchrun([script, 'resume', str(tmp_path)])
     straight = [torch.load(str(tmp_path / f'rank{r}_straight.pt')) for r in (0, 1)]
     resumed = [torch.load(str(tmp_path / f'rank{r}_resume.pt')) for r in (0, 1)]
     for step in range(6):   # the ranks' streams differ: backbone noise, DDPM noise and t
@@ -45,6 +47,8 @@ def test_models_built_before_the_process_group_draw_per_rank_and_resume(tmp_path
     assert torch.equal(straight[0][0][0], single.sample((2, 3, 4, 4), 'cpu', torch.float32))
 
 
+# slow: three 2-rank pretraining runs, ~85 s; make test keeps one 2-rank run (test_train_test.py)
+@pytest.mark.slow
 def test_ddpm_pretraining_under_torchrun_resumes_every_rank(tmp_path, fashion_mnist_root):
     """tools/train.py, 2 CPU ranks: 4 iterations straight, or 2 then --resume for 2 more."""
     config = tmp_path / 'record.py'
@@ -56,11 +60,11 @@ def test_ddpm_pretraining_under_torchrun_resumes_every_rank(tmp_path, fashion_mn
                'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False']
     train = [osp.join(ROOT, 'tools/train.py'), str(config), '--launcher', 'pytorch']
     torchrun(train + ['--work-dir', str(tmp_path / 'straight')] + options
-             + ['train_cfg.max_epochs=2'], 29655)
+             + ['train_cfg.max_epochs=2'])
     split = str(tmp_path / 'split')
-    torchrun(train + ['--work-dir', split] + options + ['train_cfg.max_epochs=1'], 29656)
+    torchrun(train + ['--work-dir', split] + options + ['train_cfg.max_epochs=1'])
     torchrun(train + ['--work-dir', split, '--resume', osp.join(split, 'epoch_1.pth')]
-             + options + ['train_cfg.max_epochs=2'], 29657)
+             + options + ['train_cfg.max_epochs=2'])
     straight = [torch.load(str(tmp_path / 'straight' / f'rank{r}_draws.pt')) for r in (0, 1)]
     resumed = [torch.load(osp.join(split, f'rank{r}_draws.pt')) for r in (0, 1)]
     assert sorted(straight[0]) == [0, 1, 2, 3] and sorted(resumed[0]) == [2, 3]

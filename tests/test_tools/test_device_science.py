@@ -20,6 +20,7 @@ import pipeline  # noqa: E402  tools/pipeline.py
 DEBIAN = '/usr/share/datasets/fashion-mnist'
 
 
+@pytest.mark.slow   # the whole science run in its smoke mode: over a minute of CPU
 @pytest.mark.skipif(not osp.isdir(DEBIAN), reason='needs Debian dataset-fashion-mnist')
 def test_smoke_run_writes_the_files_that_come_back(tmp_path):
     out = tmp_path / 'out'
