@@ -104,7 +104,7 @@ print(";".join(sorted({"%d.%d" % torch.cuda.get_device_capability(i) for i in ra
     cuda_env=(FORCE_CUDA=1 "TORCH_CUDA_ARCH_LIST=$arch")
     log "building mmcv $MMCV_VERSION with CUDA ops for $arch"
   else
-    log "building mmcv $MMCV_VERSION with CPU ops (about 13 minutes on 2 cores)"
+    log "building mmcv $MMCV_VERSION with CPU ops (15-25 minutes on 2 cores; built once per torch version, then cached in $MMCV_CACHE)"
   fi
   mkdir -p "$MMCV_CACHE"
   (cd "$src" && env MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "${cuda_env[@]}" \
