@@ -143,6 +143,8 @@ def test_imagenet_style_student_loads_into_upernet(tmp_path):
         assert torch.equal(loaded[key], value), key
 
 
+# slow: three RepFusion runs, ~32 s of CPU (make test keeps the feature cache's online parity)
+@pytest.mark.slow
 def test_teacher_cache_matches_online_distillation(tmp_path):
     """Fixed t, no augmentation: 16 steps with the teacher's features from the cache give the
     online run's distillation losses within 1e-3; the second run reuses the filled cache."""

@@ -74,6 +74,7 @@ def test_train_resume_test(tmp_path, fashion_mnist_root):
     assert reported == pytest.approx(manual_accuracy(ckpt, fashion_mnist_root), abs=1e-6)
 
 
+@pytest.mark.slow   # two runs, ~20 s of CPU (make test keeps test_train_resume_test)
 def test_resume_auto_without_unsafe_load(tmp_path, fashion_mnist_root):
     """--resume without a path finds the last checkpoint; safe loading stays on."""
     work = str(tmp_path / 'work')
