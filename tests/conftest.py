@@ -140,7 +140,6 @@ def _tool_state(cwd, env, argv, output):
     managers = {cls: dict(cls._instance_dict) for cls in _manager_classes()}
     for cls in managers:   # none of this process's instances, as in a fresh process (mmdet's
         cls._instance_dict.clear()   # and mmseg's configs name their visualizer 'visualizer')
-    loggers = set(MMLogger._instance_dict)
     rng = random.getstate(), np.random.get_state(), torch.get_rng_state()
     threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -161,11 +160,10 @@ def _tool_state(cwd, env, argv, output):
     finally:
         if not had_group and dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
-        for name, logger in MMLogger._instance_dict.items():
-            if name not in loggers:
-                for handler in list(logger.handlers):
-                    handler.close()
-                    logger.removeHandler(handler)
+        for logger in MMLogger._instance_dict.values():   # all made by the run
+            for handler in list(logger.handlers):
+                handler.close()
+                logger.removeHandler(handler)
         for cls in _manager_classes():
             cls._instance_dict.clear()
             cls._instance_dict.update(managers.get(cls, {}))

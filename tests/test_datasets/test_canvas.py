@@ -10,13 +10,11 @@ import gzip
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_tool
+from conftest import run_tool, run_tool_result
 from mmdiffssl.datasets import canvas as canvas_mod
 from mmdiffssl.datasets.canvas import (FASHION_MNIST_CLASSES, CanvasSpec, load_fashion_mnist,
                                        read_idx, write_canvas_dataset)
@@ -298,12 +296,12 @@ def test_idx_reader(tmp_path):
 
 
 def test_cli_reports_bad_values(tmp_path):
-    proc = subprocess.run([sys.executable, TOOL, str(tmp_path / 'x'), '--canvas-size', '32',
-                           '--items', '2', '--scale', '1.0', '1.5'], cwd=ROOT,
-                          env=dict(os.environ, OMP_NUM_THREADS='1'), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=300)
-    assert proc.returncode != 0
-    assert 'items up to 42 x 42 px (28 x 1.5) do not fit on a 32 x 32 canvas' in proc.stdout
+    # the tool's real command line (its exit status), once
+    code, out = run_tool_result([TOOL, str(tmp_path / 'x'), '--canvas-size', '32', '--items',
+                                 '2', '--scale', '1.0', '1.5'], env={'OMP_NUM_THREADS': '1'},
+                                timeout=300, fresh_process=True)
+    assert code != 0
+    assert 'items up to 42 x 42 px (28 x 1.5) do not fit on a 32 x 32 canvas' in out
     assert not osp.exists(tmp_path / 'x')
 
 

@@ -13,11 +13,6 @@ TINY = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult='1,2,
             attention_resolutions='16,8', num_head_channels=16, learn_sigma=False)
 
 
-def run(args):
-    """Run a tool (in this process); return (exit code, stdout + stderr)."""
-    return run_tool_result(args)
-
-
 @pytest.fixture(scope='module')
 def tiny_ckpt(tmp_path_factory):
     path = str(tmp_path_factory.mktemp('unet') / 'unet.pt')
@@ -49,9 +44,9 @@ def test_extract_features_names_a_truncated_jpeg(tmp_path, tiny_ckpt, keep):
     paths = jpeg_folder(str(folder))
     cut(paths[1], keep)
     out = tmp_path / 'out'
-    code, log = run(['tools/extract_features.py', str(folder), str(out), '--arch',
-                     json.dumps(TINY), '--blocks', '9', '--timesteps', '100', '--size', '32',
-                     '--batch-size', '2', '--checkpoint', tiny_ckpt])
+    code, log = run_tool_result(['tools/extract_features.py', str(folder), str(out), '--arch',
+                                 json.dumps(TINY), '--blocks', '9', '--timesteps', '100',
+                                 '--size', '32', '--batch-size', '2', '--checkpoint', tiny_ckpt])
     assert code != 0
     last = log.strip().splitlines()[-1]
     assert paths[1] in last and 'nothing written' in last, log[-3000:]
@@ -82,9 +77,9 @@ def cond_ckpt(tmp_path_factory):
 
 
 def sample(arch, checkpoint, out, *extra):
-    return run(['tools/sample.py', json.dumps(arch), checkpoint, str(out),
-                '--checkpoint-prefix', '', '--num', '1', '--method', 'ddim', '--steps', '2',
-                *extra])
+    return run_tool_result(['tools/sample.py', json.dumps(arch), checkpoint, str(out),
+                            '--checkpoint-prefix', '', '--num', '1', '--method', 'ddim',
+                            '--steps', '2', *extra])
 
 
 @pytest.mark.parametrize('label', ['1000', '-1'])
@@ -121,7 +116,7 @@ BAD_JSON = '{"image_size": 32, num_channels: 32}'
      '--blocks', '9', '--timesteps', '100'],
     ['tools/benchmark.py', '--arch', BAD_JSON, '--no-reference']])
 def test_bad_arch_json_names_the_argument(tmp_path, tool):
-    code, log = run([str(tmp_path / a) if a.isupper() else a for a in tool])
+    code, log = run_tool_result([str(tmp_path / a) if a.isupper() else a for a in tool])
     last = log.strip().splitlines()[-1]
     assert code != 0
     assert f"--arch {BAD_JSON!r} is not valid JSON" in last, log[-2000:]
@@ -129,7 +124,7 @@ def test_bad_arch_json_names_the_argument(tmp_path, tool):
 
 
 def test_print_blocks_bad_arch_names_the_argument():
-    code, log = run(['tools/print_blocks.py', BAD_JSON])
+    code, log = run_tool_result(['tools/print_blocks.py', BAD_JSON])
     assert code != 0 and f"arch {BAD_JSON!r} is not valid JSON" in log.strip().splitlines()[-1]
 
 
